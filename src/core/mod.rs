@@ -1,0 +1,10 @@
+//! The pure, synchronous rules of logdrop: no I/O, no AWS types.
+
+pub mod batch;
+pub mod checkpoint;
+pub mod escape;
+pub mod events;
+pub mod keys;
+pub mod ranges;
+pub mod split;
+pub mod timestamp;

@@ -1,1 +1,108 @@
-fn main() {}
+//! The shipper Lambda (`bootstrap`), and `shipper invoke --event FILE` to run
+//! the same handler once outside Lambda.
+
+use lambda_runtime::{LambdaEvent, service_fn};
+use logdrop::aws::{logs::CloudWatchLogs, s3::S3, sdk_config};
+use logdrop::config::Env;
+use logdrop::shipper::{Config, HandlerError, Invocation, Shipper};
+use serde_json::Value;
+use std::process::ExitCode;
+
+const USAGE: &str = "usage: shipper                      (inside AWS Lambda)\n       shipper invoke --event FILE  (run the handler once on a Lambda event JSON)";
+
+/// A local invocation gets as long as Lambda's maximum timeout.
+const LOCAL_DEADLINE_MS: i64 = 15 * 60 * 1000;
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    logdrop::telemetry::init();
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let event_file = match args.as_slice() {
+        [] if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() => None,
+        [cmd, flag, file] if cmd == "invoke" && flag == "--event" => Some(file.clone()),
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let config = match Config::from_env(&Env::from_process()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("shipper: configuration error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let sdk = sdk_config().await;
+    let shipper = Shipper::new(
+        S3::new(&sdk),
+        S3::new(&sdk),
+        CloudWatchLogs::new(&sdk),
+        config,
+    );
+    match event_file {
+        Some(file) => invoke_once(&shipper, &file).await,
+        None => serve(&shipper).await,
+    }
+}
+
+async fn serve(shipper: &Shipper<S3, S3, CloudWatchLogs>) -> ExitCode {
+    let handler = service_fn(|event: LambdaEvent<Value>| async move {
+        let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+        let inv = Invocation {
+            request_id: event.context.request_id.clone(),
+            deadline_ms,
+        };
+        shipper.handle(&event.payload, &inv).await
+    });
+    match lambda_runtime::run(handler).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "the Lambda runtime loop ended");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn invoke_once(shipper: &Shipper<S3, S3, CloudWatchLogs>, file: &str) -> ExitCode {
+    let event: Value = match std::fs::read(file)
+        .map_err(|e| e.to_string())
+        .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))
+    {
+        Ok(v) => v,
+        Err(e) => {
+            eprintln!("shipper: cannot read the event {file}: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let now = chrono::Utc::now().timestamp_millis();
+    let inv = Invocation {
+        request_id: format!("local-{now}-{}", std::process::id()),
+        deadline_ms: now + LOCAL_DEADLINE_MS,
+    };
+    let (response, code) = match shipper.handle(&event, &inv).await {
+        Ok(v) => {
+            let sqs_failures = v
+                .get("batchItemFailures")
+                .and_then(Value::as_array)
+                .is_some_and(|f| !f.is_empty());
+            (
+                v,
+                if sqs_failures {
+                    ExitCode::FAILURE
+                } else {
+                    ExitCode::SUCCESS
+                },
+            )
+        }
+        Err(HandlerError::Records { response, .. }) => (response, ExitCode::FAILURE),
+        Err(e) => {
+            eprintln!("shipper: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&response).unwrap_or_default()
+    );
+    code
+}

@@ -86,10 +86,10 @@ impl TimestampParser {
         if b[26] != b']' {
             return None;
         }
-        if let Some((prev, ms)) = &self.last_access {
-            if prev == b {
-                return Some(*ms);
-            }
+        if let Some((prev, ms)) = &self.last_access
+            && prev == b
+        {
+            return Some(*ms);
         }
         let ms = parse_access(b)?;
         self.last_access = Some((*b, ms));
@@ -103,10 +103,10 @@ impl TimestampParser {
         }
         let minute: &[u8; 17] = line[..17].try_into().ok()?;
         let tail = digits(&line[18..20])? * 1000 + digits(&line[21..24])?;
-        if let Some((prev, base)) = &self.last_juli {
-            if prev == minute {
-                return Some(base + i64::from(tail));
-            }
+        if let Some((prev, base)) = &self.last_juli
+            && prev == minute
+        {
+            return Some(base + i64::from(tail));
         }
         let base = self.juli_minute(minute)?;
         self.last_juli = Some((*minute, base));

@@ -1,0 +1,125 @@
+//! CloudWatch Logs adapter.
+
+use crate::aws::retry::classify;
+use crate::core::batch::LogEvent;
+use crate::ports::{LogSink, PortError, Rejected};
+use aws_sdk_cloudwatchlogs::Client;
+use aws_sdk_cloudwatchlogs::types::InputLogEvent;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+#[derive(Clone)]
+pub struct CloudWatchLogs {
+    client: Client,
+}
+
+impl CloudWatchLogs {
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        CloudWatchLogs {
+            client: Client::new(sdk),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn port_error<E>(err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    classify(&err, status)
+}
+
+fn already_exists<E: ProvideErrorMetadata>(
+    err: &SdkError<E, aws_smithy_runtime_api::http::Response>,
+) -> bool {
+    err.code() == Some("ResourceAlreadyExistsException")
+}
+
+fn index(i: Option<i32>) -> Option<usize> {
+    i.and_then(|i| usize::try_from(i).ok())
+}
+
+impl LogSink for CloudWatchLogs {
+    async fn put(
+        &self,
+        group: &str,
+        stream: &str,
+        events: &[LogEvent],
+    ) -> Result<Rejected, PortError> {
+        let events = events
+            .iter()
+            .map(|e| {
+                InputLogEvent::builder()
+                    .timestamp(e.timestamp)
+                    .message(e.message.clone())
+                    .build()
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| PortError::Permanent(format!("building the request: {e}")))?;
+        let out = self
+            .client
+            .put_log_events()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .set_log_events(Some(events))
+            .send()
+            .await
+            .map_err(port_error)?;
+        Ok(out
+            .rejected_log_events_info()
+            .map_or_else(Rejected::default, |r| Rejected {
+                too_new_start: index(r.too_new_log_event_start_index()),
+                too_old_end: index(r.too_old_log_event_end_index()),
+                expired_end: index(r.expired_log_event_end_index()),
+            }))
+    }
+
+    async fn create_group(
+        &self,
+        group: &str,
+        retention_days: Option<u32>,
+    ) -> Result<(), PortError> {
+        match self
+            .client
+            .create_log_group()
+            .log_group_name(group)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if already_exists(&e) => return Ok(()),
+            Err(e) => return Err(port_error(e)),
+        }
+        if let Some(days) = retention_days {
+            let days = i32::try_from(days)
+                .map_err(|_| PortError::Permanent(format!("retention {days} days")))?;
+            self.client
+                .put_retention_policy()
+                .log_group_name(group)
+                .retention_in_days(days)
+                .send()
+                .await
+                .map_err(port_error)?;
+        }
+        Ok(())
+    }
+
+    async fn create_stream(&self, group: &str, stream: &str) -> Result<(), PortError> {
+        match self
+            .client
+            .create_log_stream()
+            .log_group_name(group)
+            .log_stream_name(stream)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if already_exists(&e) => Ok(()),
+            Err(e) => Err(port_error(e)),
+        }
+    }
+}

@@ -1,0 +1,14 @@
+//! Adapters from the ports to the AWS SDK. SDK types stop here.
+
+pub mod logs;
+pub mod retry;
+pub mod s3;
+
+/// Shared SDK configuration: region, credentials and endpoint from the
+/// environment, plus a retry policy with more patience than the default.
+pub async fn sdk_config() -> aws_config::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .retry_config(retry::sdk_retry_config())
+        .load()
+        .await
+}

@@ -1,0 +1,128 @@
+//! S3 adapter: chunk objects (streamed) and checkpoint documents (conditional writes).
+
+use crate::aws::retry::classify;
+use crate::core::keys::{LAYOUT_VERSION, VERSION_METADATA};
+use crate::ports::{CheckpointStore, Object, ObjectStore, PortError, Precondition};
+use aws_sdk_s3::Client;
+use aws_sdk_s3::primitives::ByteStream;
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
+#[derive(Clone)]
+pub struct S3 {
+    client: Client,
+}
+
+impl S3 {
+    /// With a custom endpoint (`AWS_ENDPOINT_URL`, a local emulator) S3 is
+    /// addressed path-style, since such endpoints have no per-bucket host names.
+    pub fn new(sdk: &aws_config::SdkConfig) -> Self {
+        let conf = aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(sdk.endpoint_url().is_some())
+            .build();
+        S3 {
+            client: Client::from_conf(conf),
+        }
+    }
+
+    pub fn client(&self) -> &Client {
+        &self.client
+    }
+}
+
+fn port_error<E>(err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    classify(&err, status)
+}
+
+impl ObjectStore for S3 {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Object, PortError> {
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(port_error)?;
+        let last_modified_ms = out.last_modified().and_then(|t| t.to_millis().ok());
+        let body = futures::stream::unfold(out.body, |mut body: ByteStream| async move {
+            match body.try_next().await {
+                Ok(Some(bytes)) => Some((Ok(bytes), body)),
+                Ok(None) => None,
+                Err(e) => Some((
+                    Err(PortError::Transient(format!("reading the body: {e}"))),
+                    body,
+                )),
+            }
+        });
+        Ok(Object {
+            last_modified_ms,
+            body: Box::pin(body),
+        })
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), PortError> {
+        self.client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/gzip")
+            .metadata(VERSION_METADATA, LAYOUT_VERSION)
+            .body(ByteStream::from(body))
+            .send()
+            .await
+            .map_err(port_error)?;
+        Ok(())
+    }
+}
+
+impl CheckpointStore for S3 {
+    async fn load(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>, PortError> {
+        let out = match self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .send()
+            .await
+            .map_err(port_error)
+        {
+            Ok(out) => out,
+            Err(PortError::NotFound(msg)) if !msg.contains("NoSuchBucket") => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let etag = out.e_tag().unwrap_or_default().to_string();
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| PortError::Transient(format!("reading {key}: {e}")))?;
+        Ok(Some((body.to_vec(), etag)))
+    }
+
+    async fn save(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        cond: Precondition,
+    ) -> Result<String, PortError> {
+        let req = self
+            .client
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .content_type("application/json")
+            .body(ByteStream::from(body));
+        let req = match cond {
+            Precondition::Absent => req.if_none_match("*"),
+            Precondition::Matches(etag) => req.if_match(etag),
+        };
+        let out = req.send().await.map_err(port_error)?;
+        Ok(out.e_tag().unwrap_or_default().to_string())
+    }
+}

@@ -1,0 +1,163 @@
+//! In-memory adapters of every port, for unit tests and benchmarks. They obey
+//! the same contracts as the AWS ones (conditional writes, missing streams).
+
+use crate::core::batch::LogEvent;
+use crate::ports::{
+    CheckpointStore, LogSink, Object, ObjectStore, PortError, Precondition, Rejected,
+};
+use bytes::Bytes;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// Objects and checkpoint documents by (bucket, key).
+#[derive(Default)]
+pub struct MemoryStore {
+    objects: Mutex<BTreeMap<(String, String), (Bytes, u64)>>,
+    versions: AtomicU64,
+    /// Size of the pieces `get` streams the body in.
+    pub read_size: usize,
+}
+
+impl MemoryStore {
+    pub fn insert(&self, bucket: &str, key: &str, body: impl Into<Bytes>) {
+        let v = self.versions.fetch_add(1, Ordering::Relaxed);
+        lock(&self.objects).insert((bucket.into(), key.into()), (body.into(), v));
+    }
+
+    pub fn keys(&self, bucket: &str) -> Vec<String> {
+        lock(&self.objects)
+            .keys()
+            .filter(|(b, _)| b == bucket)
+            .map(|(_, k)| k.clone())
+            .collect()
+    }
+
+    pub fn body(&self, bucket: &str, key: &str) -> Option<Bytes> {
+        lock(&self.objects)
+            .get(&(bucket.into(), key.into()))
+            .map(|(b, _)| b.clone())
+    }
+}
+
+impl ObjectStore for MemoryStore {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Object, PortError> {
+        let body = self
+            .body(bucket, key)
+            .ok_or_else(|| PortError::NotFound(format!("s3://{bucket}/{key}")))?;
+        let step = self.read_size.max(1);
+        let pieces: Vec<Result<Bytes, PortError>> = (0..body.len())
+            .step_by(step)
+            .map(|i| Ok(body.slice(i..(i + step).min(body.len()))))
+            .collect();
+        Ok(Object {
+            last_modified_ms: Some(0),
+            body: Box::pin(futures::stream::iter(pieces)),
+        })
+    }
+
+    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), PortError> {
+        self.insert(bucket, key, body);
+        Ok(())
+    }
+}
+
+impl CheckpointStore for MemoryStore {
+    async fn load(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>, PortError> {
+        Ok(lock(&self.objects)
+            .get(&(bucket.into(), key.into()))
+            .map(|(b, v)| (b.to_vec(), v.to_string())))
+    }
+
+    async fn save(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        cond: Precondition,
+    ) -> Result<String, PortError> {
+        let mut objects = lock(&self.objects);
+        let current = objects
+            .get(&(bucket.into(), key.into()))
+            .map(|(_, v)| v.to_string());
+        let holds = match (&cond, &current) {
+            (Precondition::Absent, None) => true,
+            (Precondition::Matches(want), Some(have)) => want == have,
+            _ => false,
+        };
+        if !holds {
+            return Err(PortError::Conflict(format!(
+                "{cond:?} does not hold for {key}"
+            )));
+        }
+        let v = self.versions.fetch_add(1, Ordering::Relaxed);
+        objects.insert((bucket.into(), key.into()), (body.into(), v));
+        Ok(v.to_string())
+    }
+}
+
+/// Log groups -> streams -> events, in the order they were put.
+#[derive(Default)]
+pub struct MemorySink {
+    groups: Mutex<HashMap<String, HashMap<String, Vec<LogEvent>>>>,
+    pub calls: AtomicU64,
+    /// Counts events and bytes only, for benchmarks that must not hold them.
+    pub discard: bool,
+    pub events_seen: AtomicU64,
+}
+
+impl MemorySink {
+    pub fn events(&self, group: &str, stream: &str) -> Vec<LogEvent> {
+        lock(&self.groups)
+            .get(group)
+            .and_then(|g| g.get(stream))
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl LogSink for MemorySink {
+    async fn put(
+        &self,
+        group: &str,
+        stream: &str,
+        events: &[LogEvent],
+    ) -> Result<Rejected, PortError> {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+        self.events_seen
+            .fetch_add(events.len() as u64, Ordering::Relaxed);
+        let mut groups = lock(&self.groups);
+        let g = groups
+            .get_mut(group)
+            .ok_or_else(|| PortError::NotFound(format!("log group {group}")))?;
+        let s = g
+            .get_mut(stream)
+            .ok_or_else(|| PortError::NotFound(format!("log stream {stream}")))?;
+        if !self.discard {
+            s.extend_from_slice(events);
+        }
+        Ok(Rejected::default())
+    }
+
+    async fn create_group(
+        &self,
+        group: &str,
+        _retention_days: Option<u32>,
+    ) -> Result<(), PortError> {
+        lock(&self.groups).entry(group.into()).or_default();
+        Ok(())
+    }
+
+    async fn create_stream(&self, group: &str, stream: &str) -> Result<(), PortError> {
+        let mut groups = lock(&self.groups);
+        let g = groups
+            .get_mut(group)
+            .ok_or_else(|| PortError::NotFound(format!("log group {group}")))?;
+        g.entry(stream.into()).or_default();
+        Ok(())
+    }
+}

@@ -1,0 +1,12 @@
+//! The shipper Lambda: S3 chunk objects into CloudWatch Logs, exactly once.
+
+pub mod checkpoint;
+pub mod config;
+pub mod handler;
+pub mod object;
+pub mod pipeline;
+pub mod sink;
+pub mod trigger;
+
+pub use config::Config;
+pub use handler::{HandlerError, Invocation, Shipper};

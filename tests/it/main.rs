@@ -1,0 +1,8 @@
+//! Integration tests: the real binaries' code against moto's server through
+//! the real AWS SDK clients.
+
+mod moto;
+mod rig;
+mod shipper;
+mod shipper_bad_input;
+mod shipper_cli;

@@ -16,8 +16,16 @@ const READ: usize = 64 * 1024;
 fn inputs() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let start = (chrono::Utc::now() - chrono::Duration::hours(6)).naive_utc();
     vec![
-        ("access", "localhost_access_log.2026-11-24.txt", logdrop::generate::access_log(64 * MIB, 1, start)),
-        ("juli", "localhost.2026-11-24.log", logdrop::generate::juli_log(64 * MIB, 2, start)),
+        (
+            "access",
+            "localhost_access_log.2026-11-24.txt",
+            logdrop::generate::access_log(64 * MIB, 1, start),
+        ),
+        (
+            "juli",
+            "localhost.2026-11-24.log",
+            logdrop::generate::juli_log(64 * MIB, 2, start),
+        ),
     ]
 }
 
@@ -45,11 +53,22 @@ fn core(file: &str, plain_len: usize, gz: &[u8]) -> usize {
         end: plain_len as u64,
     };
     let now = chrono::Utc::now().timestamp_millis();
-    let mut p = Pipeline::new(&key, chrono_tz::Tz::UTC, DEFAULT_MAX_EVENT_BYTES, now, Window::at(now, None), RangeSet::default());
+    let mut p = Pipeline::new(
+        &key,
+        chrono_tz::Tz::UTC,
+        DEFAULT_MAX_EVENT_BYTES,
+        now,
+        Window::at(now, None),
+        RangeSet::default(),
+    );
     let mut events = 0;
     for piece in gz.chunks(READ) {
         p.push(piece).expect("valid gzip");
-        events += p.take_ready().iter().map(|b| std::hint::black_box(b).len()).sum::<usize>();
+        events += p
+            .take_ready()
+            .iter()
+            .map(|b| std::hint::black_box(b).len())
+            .sum::<usize>();
     }
     p.finish().expect("complete");
     events + p.take_ready().iter().map(|b| b.len()).sum::<usize>()
@@ -62,7 +81,9 @@ fn bench(c: &mut Criterion) {
         g.throughput(Throughput::Bytes(plain.len() as u64));
         g.sample_size(10);
         g.bench_function("baseline_flate2_gunzip", |b| b.iter(|| gunzip(&gz)));
-        g.bench_function("gunzip_split_timestamps_batch", |b| b.iter(|| core(file, plain.len(), &gz)));
+        g.bench_function("gunzip_split_timestamps_batch", |b| {
+            b.iter(|| core(file, plain.len(), &gz))
+        });
         g.finish();
     }
 }

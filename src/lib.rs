@@ -8,4 +8,5 @@ pub mod generate;
 pub mod memory;
 pub mod ports;
 pub mod shipper;
+pub mod sidecar;
 pub mod telemetry;

@@ -60,7 +60,7 @@ impl ObjectStore for MemoryStore {
         })
     }
 
-    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), PortError> {
+    async fn put(&self, bucket: &str, key: &str, body: Bytes) -> Result<(), PortError> {
         self.insert(bucket, key, body);
         Ok(())
     }

@@ -56,7 +56,7 @@ pub trait ObjectStore: Send + Sync {
         &self,
         bucket: &str,
         key: &str,
-        body: Vec<u8>,
+        body: Bytes,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
 }
 

@@ -65,7 +65,7 @@ impl ObjectStore for S3 {
         })
     }
 
-    async fn put(&self, bucket: &str, key: &str, body: Vec<u8>) -> Result<(), PortError> {
+    async fn put(&self, bucket: &str, key: &str, body: bytes::Bytes) -> Result<(), PortError> {
         self.client
             .put_object()
             .bucket(bucket)

@@ -150,6 +150,7 @@ mod tests {
             range: (0, raw.len() as u64),
             raw,
             first,
+            last: true,
         }
     }
 

@@ -82,6 +82,8 @@ pub struct Piece<'a> {
     pub raw: &'a [u8],
     /// True for the piece that begins at the event's first line.
     pub first: bool,
+    /// True for the piece that ends its event: `range.1` is an event boundary.
+    pub last: bool,
 }
 
 /// Incremental event splitter. Feed bytes with `push`, end with `finish`.
@@ -203,6 +205,7 @@ impl Splitter {
                 range,
                 raw: &self.buf[start..start + n],
                 first,
+                last: start + n == end,
             });
             self.range_start = range.1;
             first = false;
@@ -224,6 +227,7 @@ impl Splitter {
                 range,
                 raw: &self.buf[start..start + n],
                 first: !self.open_parted,
+                last: false,
             });
             self.range_start = range.1;
             self.open_parted = true;

@@ -6,3 +6,5 @@ mod rig;
 mod shipper;
 mod shipper_bad_input;
 mod shipper_cli;
+mod sidecar;
+mod sidecar_rig;

@@ -89,7 +89,7 @@ impl Rig {
             .put(
                 &self.bucket,
                 &key,
-                logdrop::generate::gzip(&content[start..end]),
+                logdrop::generate::gzip(&content[start..end]).into(),
             )
             .await
             .expect("put chunk");
@@ -97,7 +97,10 @@ impl Rig {
     }
 
     pub async fn put_raw(&self, key: &str, body: Vec<u8>) {
-        self.s3.put(&self.bucket, key, body).await.expect("put raw");
+        self.s3
+            .put(&self.bucket, key, body.into())
+            .await
+            .expect("put raw");
     }
 
     /// A direct S3 notification, keys form-URL-encoded as S3 sends them.

@@ -44,7 +44,7 @@ async fn upload_samples(rig: &Rig, bucket: &str) {
                     &rig.s3,
                     bucket,
                     &key,
-                    std::fs::read(&path).unwrap(),
+                    std::fs::read(&path).unwrap().into(),
                 )
                 .await
                 .unwrap();

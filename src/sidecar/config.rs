@@ -1,0 +1,139 @@
+//! The sidecar's configuration (contract v1), parsed once at start-up.
+
+use crate::config::{ConfigError, Env, err};
+use crate::core::keys::DEFAULT_KEY_PREFIX;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const DEFAULT_LOG_DIR: &str = "/usr/local/tomcat/logs";
+pub const DEFAULT_FILES: &str = "localhost_access_log.*.txt,catalina.*.log,localhost.*.log";
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub bucket: String,
+    pub key_prefix: String,
+    pub log_dir: PathBuf,
+    pub files: Vec<glob::Pattern>,
+    /// Largest chunk, in uncompressed bytes.
+    pub chunk_bytes: u64,
+    /// Oldest unshipped byte's age that triggers a chunk.
+    pub flush_interval: Duration,
+    /// How long a trailing incomplete event is held after that before it is shipped as is.
+    pub hold_timeout: Duration,
+    pub state_dir: PathBuf,
+    pub shutdown_grace: Duration,
+    pub cluster: Option<String>,
+    pub task_id: Option<String>,
+    pub poll_interval: Duration,
+    pub gzip_level: u32,
+    /// Delete fully shipped files that have not changed for this long (off when `None`).
+    pub prune_after: Option<Duration>,
+    pub summary_interval: Duration,
+}
+
+impl Config {
+    pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
+        let log_dir = PathBuf::from(env.or("LOGDROP_LOG_DIR", DEFAULT_LOG_DIR));
+        let files = env
+            .or("LOGDROP_FILES", DEFAULT_FILES)
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| glob::Pattern::new(p).map_err(|e| err("LOGDROP_FILES", format!("`{p}`: {e}"))))
+            .collect::<Result<Vec<_>, _>>()?;
+        if files.is_empty() {
+            return Err(err("LOGDROP_FILES", "names no pattern"));
+        }
+        let chunk_bytes = env.parse("LOGDROP_CHUNK_BYTES", 8u64 << 20)?;
+        if !(4096..=(1u64 << 30)).contains(&chunk_bytes) {
+            return Err(err(
+                "LOGDROP_CHUNK_BYTES",
+                format!("{chunk_bytes} is outside 4096..=1073741824"),
+            ));
+        }
+        let gzip_level = env.parse("LOGDROP_GZIP_LEVEL", 1u32)?;
+        if gzip_level > 9 {
+            return Err(err(
+                "LOGDROP_GZIP_LEVEL",
+                format!("{gzip_level} is not a gzip level 0..=9"),
+            ));
+        }
+        let key_prefix = env
+            .or("LOGDROP_KEY_PREFIX", DEFAULT_KEY_PREFIX)
+            .trim_matches('/')
+            .to_string();
+        if key_prefix.is_empty() {
+            return Err(err("LOGDROP_KEY_PREFIX", "must not be empty"));
+        }
+        let poll_interval = env.duration("LOGDROP_POLL_INTERVAL", Duration::from_secs(1))?;
+        if poll_interval < Duration::from_millis(10) {
+            return Err(err("LOGDROP_POLL_INTERVAL", "must be at least 10ms"));
+        }
+        Ok(Config {
+            bucket: env.required("LOGDROP_BUCKET")?,
+            key_prefix,
+            state_dir: env
+                .get("LOGDROP_STATE_DIR")
+                .map_or_else(|| log_dir.join(".logdrop"), PathBuf::from),
+            log_dir,
+            files,
+            chunk_bytes,
+            flush_interval: env.duration("LOGDROP_FLUSH_INTERVAL", Duration::from_secs(5))?,
+            hold_timeout: env.duration("LOGDROP_HOLD_TIMEOUT", Duration::from_secs(5))?,
+            shutdown_grace: env.duration("LOGDROP_SHUTDOWN_GRACE", Duration::from_secs(25))?,
+            cluster: env.get("LOGDROP_CLUSTER").map(str::to_string),
+            task_id: env.get("LOGDROP_TASK_ID").map(str::to_string),
+            poll_interval,
+            gzip_level,
+            prune_after: env
+                .get("LOGDROP_PRUNE_AFTER")
+                .map(|_| env.duration("LOGDROP_PRUNE_AFTER", Duration::ZERO))
+                .transpose()?,
+            summary_interval: env.duration("LOGDROP_SUMMARY_INTERVAL", Duration::from_secs(60))?,
+        })
+    }
+
+    pub fn matches(&self, name: &str) -> bool {
+        self.files.iter().any(|p| p.matches(name))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_and_errors() {
+        let c = Config::from_env(&Env::from_pairs([("LOGDROP_BUCKET", "b")])).unwrap();
+        assert_eq!(c.log_dir, PathBuf::from("/usr/local/tomcat/logs"));
+        assert_eq!(
+            c.state_dir,
+            PathBuf::from("/usr/local/tomcat/logs/.logdrop")
+        );
+        assert!(
+            c.matches("localhost_access_log.2026-11-24.txt")
+                && c.matches("catalina.2026-11-24.log")
+        );
+        assert!(!c.matches("catalina.out") && !c.matches("manager.2026-11-24.log"));
+        assert_eq!(
+            (c.chunk_bytes, c.gzip_level, c.prune_after),
+            (8 << 20, 1, None)
+        );
+        for (var, value) in [
+            ("LOGDROP_CHUNK_BYTES", "10"),
+            ("LOGDROP_FLUSH_INTERVAL", "soon"),
+            ("LOGDROP_FILES", "[x"),
+            ("LOGDROP_GZIP_LEVEL", "12"),
+            ("LOGDROP_SHUTDOWN_GRACE", "-3"),
+            ("LOGDROP_PRUNE_AFTER", "1y"),
+        ] {
+            let e = Config::from_env(&Env::from_pairs([("LOGDROP_BUCKET", "b"), (var, value)]))
+                .unwrap_err();
+            assert_eq!(e.var, var);
+        }
+        assert_eq!(
+            Config::from_env(&Env::from_pairs([])).unwrap_err().var,
+            "LOGDROP_BUCKET"
+        );
+    }
+}

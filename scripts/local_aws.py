@@ -42,6 +42,15 @@ def upload(args):
             print(f"uploaded s3://{args.bucket}/{key}")
 
 
+def put(args):
+    s3 = client("s3", args.endpoint)
+    try:
+        s3.create_bucket(Bucket=args.bucket)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    s3.upload_file(args.file, args.bucket, args.key)
+
+
 def show(args):
     logs = client("logs", args.endpoint)
     streams = logs.describe_log_streams(logGroupName=args.group)["logStreams"]
@@ -72,11 +81,15 @@ def main():
     u = sub.add_parser("upload")
     u.add_argument("--bucket", required=True)
     u.add_argument("--dir", required=True)
+    pp = sub.add_parser("put")
+    pp.add_argument("--bucket", required=True)
+    pp.add_argument("--key", required=True)
+    pp.add_argument("--file", required=True)
     s = sub.add_parser("show")
     s.add_argument("--group", required=True)
     s.add_argument("--head", type=int, default=4)
     args = p.parse_args()
-    {"upload": upload, "show": show}[args.cmd](args)
+    {"upload": upload, "put": put, "show": show}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 //! In-memory adapters of every port, for unit tests and benchmarks. They obey
 //! the same contracts as the AWS ones (conditional writes, missing streams).
 
-use crate::core::batch::LogEvent;
+use crate::core::batch::{Batch, LogEvent};
 use crate::ports::{
     CheckpointStore, LogSink, Object, ObjectStore, PortError, Precondition, Rejected,
 };
@@ -121,15 +121,10 @@ impl MemorySink {
 }
 
 impl LogSink for MemorySink {
-    async fn put(
-        &self,
-        group: &str,
-        stream: &str,
-        events: &[LogEvent],
-    ) -> Result<Rejected, PortError> {
+    async fn put(&self, group: &str, stream: &str, batch: &Batch) -> Result<Rejected, PortError> {
         self.calls.fetch_add(1, Ordering::Relaxed);
         self.events_seen
-            .fetch_add(events.len() as u64, Ordering::Relaxed);
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let mut groups = lock(&self.groups);
         let g = groups
             .get_mut(group)
@@ -138,7 +133,7 @@ impl LogSink for MemorySink {
             .get_mut(stream)
             .ok_or_else(|| PortError::NotFound(format!("log stream {stream}")))?;
         if !self.discard {
-            s.extend_from_slice(events);
+            s.extend(batch.to_owned_events());
         }
         Ok(Rejected::default())
     }

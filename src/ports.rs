@@ -1,7 +1,7 @@
 //! What the shipper and the sidecar need from the outside world, one trait per
 //! port. Adapters: `crate::aws` (S3, CloudWatch Logs) and `crate::memory`.
 
-use crate::core::batch::LogEvent;
+use crate::core::batch::Batch;
 use bytes::Bytes;
 use futures::stream::BoxStream;
 use std::future::Future;
@@ -106,7 +106,7 @@ pub trait LogSink: Send + Sync {
         &self,
         group: &str,
         stream: &str,
-        events: &[LogEvent],
+        batch: &Batch,
     ) -> impl Future<Output = Result<Rejected, PortError>> + Send;
     /// Creates the group (and sets retention); an existing group is fine.
     fn create_group(

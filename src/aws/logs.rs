@@ -1,7 +1,7 @@
 //! CloudWatch Logs adapter.
 
 use crate::aws::retry::classify;
-use crate::core::batch::LogEvent;
+use crate::core::batch::Batch;
 use crate::ports::{LogSink, PortError, Rejected};
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
@@ -44,18 +44,13 @@ fn index(i: Option<i32>) -> Option<usize> {
 }
 
 impl LogSink for CloudWatchLogs {
-    async fn put(
-        &self,
-        group: &str,
-        stream: &str,
-        events: &[LogEvent],
-    ) -> Result<Rejected, PortError> {
-        let events = events
-            .iter()
+    async fn put(&self, group: &str, stream: &str, batch: &Batch) -> Result<Rejected, PortError> {
+        let events = batch
+            .events()
             .map(|e| {
                 InputLogEvent::builder()
                     .timestamp(e.timestamp)
-                    .message(e.message.clone())
+                    .message(e.message)
                     .build()
             })
             .collect::<Result<Vec<_>, _>>()

@@ -22,6 +22,7 @@ pub fn message_limit(max_event_bytes: usize) -> usize {
         .min(MAX_BATCH_BYTES - EVENT_OVERHEAD)
 }
 
+/// An owned event, for sinks that keep what they receive (tests, the in-memory sink).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogEvent {
     pub timestamp: i64,
@@ -30,64 +31,118 @@ pub struct LogEvent {
     pub source: (u64, u64),
 }
 
+/// One event of a batch, borrowed from its buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Event<'a> {
+    pub timestamp: i64,
+    pub message: &'a str,
+    pub source: (u64, u64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Meta {
+    timestamp: i64,
+    source: (u64, u64),
+    start: usize,
+    end: usize,
+}
+
+/// The events of one `PutLogEvents` call. Messages share one buffer, so a
+/// batch costs two allocations however many events it holds.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Batch {
-    pub events: Vec<LogEvent>,
+    text: String,
+    meta: Vec<Meta>,
     bytes: usize,
     min_ts: i64,
     max_ts: i64,
 }
 
 impl Batch {
+    fn with_capacity() -> Batch {
+        Batch {
+            text: String::with_capacity(MAX_BATCH_BYTES),
+            ..Batch::default()
+        }
+    }
+
     /// Payload size as the service counts it.
     pub fn bytes(&self) -> usize {
         self.bytes
     }
 
     pub fn len(&self) -> usize {
-        self.events.len()
+        self.meta.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.events.is_empty()
+        self.meta.is_empty()
     }
 
-    fn fits(&self, e: &LogEvent) -> bool {
-        if self.events.is_empty() {
+    /// The events, in the order they must be sent.
+    pub fn events(&self) -> impl ExactSizeIterator<Item = Event<'_>> + '_ {
+        self.meta.iter().map(|m| Event {
+            timestamp: m.timestamp,
+            message: &self.text[m.start..m.end],
+            source: m.source,
+        })
+    }
+
+    pub fn to_owned_events(&self) -> Vec<LogEvent> {
+        self.events()
+            .map(|e| LogEvent {
+                timestamp: e.timestamp,
+                message: e.message.to_string(),
+                source: e.source,
+            })
+            .collect()
+    }
+
+    fn fits(&self, timestamp: i64, len: usize) -> bool {
+        if self.meta.is_empty() {
             return true;
         }
-        let span = self.max_ts.max(e.timestamp) - self.min_ts.min(e.timestamp);
-        self.events.len() < MAX_BATCH_EVENTS
-            && self.bytes + e.message.len() + EVENT_OVERHEAD <= MAX_BATCH_BYTES
+        let span = self.max_ts.max(timestamp) - self.min_ts.min(timestamp);
+        self.meta.len() < MAX_BATCH_EVENTS
+            && self.bytes + len + EVENT_OVERHEAD <= MAX_BATCH_BYTES
             && span < MAX_SPAN_MS
     }
 
-    fn add(&mut self, e: LogEvent) {
-        if self.events.is_empty() {
-            (self.min_ts, self.max_ts) = (e.timestamp, e.timestamp);
+    fn add(&mut self, timestamp: i64, source: (u64, u64), start: usize) {
+        if self.meta.is_empty() {
+            (self.min_ts, self.max_ts) = (timestamp, timestamp);
         }
-        self.min_ts = self.min_ts.min(e.timestamp);
-        self.max_ts = self.max_ts.max(e.timestamp);
-        self.bytes += e.message.len() + EVENT_OVERHEAD;
-        self.events.push(e);
+        self.min_ts = self.min_ts.min(timestamp);
+        self.max_ts = self.max_ts.max(timestamp);
+        let end = self.text.len();
+        self.bytes += end - start + EVENT_OVERHEAD;
+        self.meta.push(Meta {
+            timestamp,
+            source,
+            start,
+            end,
+        });
     }
 
     /// Puts the events in the chronological order the service requires; stable,
     /// so events with equal timestamps keep their file order.
     fn seal(mut self) -> Batch {
-        if !self.events.is_sorted_by_key(|e| e.timestamp) {
-            self.events.sort_by_key(|e| e.timestamp);
+        if !self.meta.is_sorted_by_key(|m| m.timestamp) {
+            self.meta.sort_by_key(|m| m.timestamp);
         }
         self
     }
+}
 
-    /// Rebuilds a batch from events that were rejected and re-stamped.
-    pub fn from_events(events: Vec<LogEvent>) -> Vec<Batch> {
-        let mut b = Batcher::default();
-        let mut out: Vec<Batch> = events.into_iter().filter_map(|e| b.push(e)).collect();
-        out.extend(b.finish());
-        out
-    }
+/// Batches for a list of events (rejected events being re-sent, tests).
+pub fn batches_of<'a>(events: impl IntoIterator<Item = (i64, &'a str, (u64, u64))>) -> Vec<Batch> {
+    let mut b = Batcher::default();
+    let mut out: Vec<Batch> = events
+        .into_iter()
+        .filter_map(|(t, m, s)| b.push(t, m, s))
+        .collect();
+    out.extend(b.finish());
+    out
 }
 
 /// Fills batches in arrival order, closing one as soon as the next event would
@@ -95,14 +150,39 @@ impl Batch {
 #[derive(Debug, Default)]
 pub struct Batcher {
     current: Batch,
+    /// An emptied batch whose buffers are reused, sparing an allocation and
+    /// the page faults of touching fresh memory.
+    spare: Option<Batch>,
 }
 
 impl Batcher {
-    /// Adds an event; returns the previous batch when this one did not fit.
-    pub fn push(&mut self, e: LogEvent) -> Option<Batch> {
-        let full = (!self.current.fits(&e)).then(|| std::mem::take(&mut self.current).seal());
-        self.current.add(e);
-        full
+    /// Adds an event whose message `write` appends to the buffer it is given;
+    /// returns the previous batch when this event did not fit in it.
+    pub fn push_with(
+        &mut self,
+        timestamp: i64,
+        source: (u64, u64),
+        write: impl FnOnce(&mut String),
+    ) -> Option<Batch> {
+        if self.current.text.capacity() == 0 {
+            self.current = Batch::with_capacity();
+        }
+        let start = self.current.text.len();
+        write(&mut self.current.text);
+        let len = self.current.text.len() - start;
+        if self.current.fits(timestamp, len) {
+            self.current.add(timestamp, source, start);
+            return None;
+        }
+        let mut next = self.fresh();
+        next.text.push_str(&self.current.text[start..]);
+        self.current.text.truncate(start);
+        next.add(timestamp, source, 0);
+        Some(std::mem::replace(&mut self.current, next).seal())
+    }
+
+    pub fn push(&mut self, timestamp: i64, message: &str, source: (u64, u64)) -> Option<Batch> {
+        self.push_with(timestamp, source, |text| text.push_str(message))
     }
 
     pub fn finish(&mut self) -> Option<Batch> {
@@ -111,6 +191,18 @@ impl Batcher {
 
     pub fn pending(&self) -> usize {
         self.current.len()
+    }
+
+    /// Hands back a batch that was sent, to reuse its buffers.
+    pub fn recycle(&mut self, mut batch: Batch) {
+        batch.text.clear();
+        batch.meta.clear();
+        batch.bytes = 0;
+        self.spare = Some(batch);
+    }
+
+    fn fresh(&mut self) -> Batch {
+        self.spare.take().unwrap_or_else(Batch::with_capacity)
     }
 }
 
@@ -153,16 +245,16 @@ mod tests {
     }
 
     fn run(events: Vec<LogEvent>) -> Vec<Batch> {
-        Batch::from_events(events)
+        batches_of(
+            events
+                .iter()
+                .map(|e| (e.timestamp, e.message.as_str(), e.source)),
+        )
     }
 
     fn check(batches: &[Batch]) {
         for b in batches {
-            let evs: Vec<(i64, &str)> = b
-                .events
-                .iter()
-                .map(|e| (e.timestamp, e.message.as_str()))
-                .collect();
+            let evs: Vec<(i64, &str)> = b.events().map(|e| (e.timestamp, e.message)).collect();
             check_batch(&evs, DEFAULT_MAX_EVENT_BYTES).unwrap();
         }
     }
@@ -211,7 +303,7 @@ mod tests {
         ]);
         let ts: Vec<Vec<i64>> = b
             .iter()
-            .map(|b| b.events.iter().map(|e| e.timestamp).collect())
+            .map(|b| b.events().map(|e| e.timestamp).collect())
             .collect();
         assert_eq!(ts, vec![vec![1, 5], vec![day + 1, day + 2], vec![0]]);
         check(&b);
@@ -224,7 +316,7 @@ mod tests {
             .enumerate()
             .for_each(|(i, e)| e.source = (i as u64, i as u64 + 1));
         let b = run(e);
-        let src: Vec<u64> = b[0].events.iter().map(|e| e.source.0).collect();
+        let src: Vec<u64> = b[0].events().map(|e| e.source.0).collect();
         assert_eq!(src, [1, 3, 0, 2]);
     }
 

@@ -4,6 +4,15 @@
 //! message); valid text passes through untouched. Oversized events are cut at
 //! UTF-8 boundaries of the *source*, so every part maps to an exact source range.
 
+/// Appends bytes already known to be valid UTF-8 (see `Piece::utf8`).
+pub fn push_valid(out: &mut String, bytes: &[u8]) {
+    debug_assert!(std::str::from_utf8(bytes).is_ok());
+    // SAFETY: the splitter validated these bytes in bulk as they arrived, and
+    // the only change since (`message_bytes`) removes ASCII `\r` and `\n`
+    // bytes, which cannot break a UTF-8 sequence.
+    out.push_str(unsafe { std::str::from_utf8_unchecked(bytes) });
+}
+
 /// Appends `bytes` to `out`, escaping invalid UTF-8. Returns how many bytes were escaped.
 pub fn push_escaped(out: &mut String, mut bytes: &[u8]) -> usize {
     let mut escaped = 0;
@@ -54,7 +63,8 @@ pub fn escaped_len(mut bytes: &[u8]) -> usize {
 /// invalid bytes) and whose escaped form is at most `limit` bytes. Never empty
 /// when `bytes` is non-empty and `limit >= 4`.
 pub fn cut_point(bytes: &[u8], limit: usize) -> usize {
-    if escaped_len(bytes) <= limit {
+    // Escaping at most quadruples a byte: short input fits without a look.
+    if bytes.len() <= limit / 4 || escaped_len(bytes) <= limit {
         return bytes.len();
     }
     let mut used = 0;

@@ -1,8 +1,8 @@
 //! From split pieces to CloudWatch log events: timestamps, escaping, and the
 //! policy for events outside the time window the service accepts.
 
-use crate::core::batch::{LogEvent, MAX_AGE_MS, MAX_FUTURE_MS};
-use crate::core::escape::push_escaped;
+use crate::core::batch::{MAX_AGE_MS, MAX_FUTURE_MS};
+use crate::core::escape::{push_escaped, push_valid};
 use crate::core::split::{Format, Piece, message_bytes};
 use crate::core::timestamp::TimestampParser;
 use serde::Serialize;
@@ -58,6 +58,15 @@ impl Window {
     }
 }
 
+/// A piece ready to become a log event.
+pub struct Prepared<'p> {
+    pub timestamp: i64,
+    pub bytes: std::borrow::Cow<'p, [u8]>,
+    pub source: (u64, u64),
+    /// Known valid UTF-8: no need to check again.
+    pub utf8: bool,
+}
+
 pub struct EventBuilder {
     format: Format,
     parser: TimestampParser,
@@ -78,9 +87,9 @@ impl EventBuilder {
         }
     }
 
-    /// The log event for a piece, or `None` when its message is empty (blank
-    /// tail of an oversized event), which CloudWatch would refuse.
-    pub fn build(&mut self, piece: Piece<'_>) -> Option<LogEvent> {
+    /// The timestamp and message bytes of a piece, or `None` when its message
+    /// is empty (blank tail of an oversized event), which CloudWatch would refuse.
+    pub fn prepare<'p>(&mut self, piece: Piece<'p>) -> Option<Prepared<'p>> {
         let parsed = if piece.first {
             self.parse_timestamp(piece.raw)
         } else {
@@ -96,17 +105,25 @@ impl EventBuilder {
         }
         let ts = parsed.unwrap_or(self.last_ts);
         self.last_ts = ts;
-        let bytes = message_bytes(piece.raw);
+        let bytes = message_bytes(piece.raw, piece.multiline);
         if bytes.is_empty() {
             return None;
         }
-        let mut message = String::with_capacity(bytes.len());
-        self.stats.escaped_bytes += push_escaped(&mut message, &bytes) as u64;
-        Some(LogEvent {
+        Some(Prepared {
             timestamp: self.clamp(ts),
-            message,
+            bytes,
             source: piece.range,
+            utf8: piece.utf8,
         })
+    }
+
+    /// Appends the message, escaping invalid UTF-8.
+    pub fn write_message(&mut self, out: &mut String, prepared: &Prepared<'_>) {
+        if prepared.utf8 {
+            push_valid(out, &prepared.bytes);
+        } else {
+            self.stats.escaped_bytes += push_escaped(out, &prepared.bytes) as u64;
+        }
     }
 
     fn parse_timestamp(&mut self, raw: &[u8]) -> Option<i64> {
@@ -145,12 +162,21 @@ mod tests {
 
     const NOW: i64 = 1_795_000_000_000;
 
+    fn build(b: &mut EventBuilder, p: Piece<'_>) -> Option<(i64, String)> {
+        let prepared = b.prepare(p)?;
+        let mut s = String::new();
+        b.write_message(&mut s, &prepared);
+        Some((prepared.timestamp, s))
+    }
+
     fn piece(raw: &[u8], first: bool) -> Piece<'_> {
         Piece {
             range: (0, raw.len() as u64),
             raw,
             first,
             last: true,
+            multiline: true,
+            utf8: false,
         }
     }
 
@@ -158,24 +184,19 @@ mod tests {
     fn inherits_and_clamps() {
         let w = Window::at(NOW, None);
         let mut b = EventBuilder::new(Format::Lines, chrono_tz::Tz::UTC, NOW - 5, w);
-        let e = b.build(piece(b"no time here\xff", true)).unwrap();
-        assert_eq!(
-            (e.timestamp, e.message.as_str()),
-            (NOW - 5, "no time here\\xFF")
-        );
-        let old = b
-            .build(piece(b"01-Jan-2020 00:00:00.000 INFO old", true))
-            .unwrap();
-        assert_eq!(old.timestamp, w.oldest_ms);
-        let part = b
-            .build(piece(b"24-Nov-2099 00:00:00.000 looks like a time", false))
-            .unwrap();
-        assert_eq!(part.timestamp, w.oldest_ms, "a part keeps its event's time");
-        let future = b
-            .build(piece(b"01-Jan-2099 00:00:00.000 INFO new", true))
-            .unwrap();
-        assert_eq!(future.timestamp, NOW);
-        assert!(b.build(piece(b"\r\n\n", false)).is_none());
+        let e = build(&mut b, piece(b"no time here\xff", true)).unwrap();
+        assert_eq!((e.0, e.1.as_str()), (NOW - 5, "no time here\\xFF"));
+        let old = build(&mut b, piece(b"01-Jan-2020 00:00:00.000 INFO old", true)).unwrap();
+        assert_eq!(old.0, w.oldest_ms);
+        let part = build(
+            &mut b,
+            piece(b"24-Nov-2099 00:00:00.000 looks like a time", false),
+        )
+        .unwrap();
+        assert_eq!(part.0, w.oldest_ms, "a part keeps its event's time");
+        let future = build(&mut b, piece(b"01-Jan-2099 00:00:00.000 INFO new", true)).unwrap();
+        assert_eq!(future.0, NOW);
+        assert!(build(&mut b, piece(b"\r\n\n", false)).is_none());
         assert_eq!(
             b.stats,
             EventStats {

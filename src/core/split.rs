@@ -84,6 +84,10 @@ pub struct Piece<'a> {
     pub first: bool,
     /// True for the piece that ends its event: `range.1` is an event boundary.
     pub last: bool,
+    /// False when the piece is a single line, so no inner line end needs rewriting.
+    pub multiline: bool,
+    /// True when `raw` is known to be valid UTF-8 (checked in bulk as it arrived).
+    pub utf8: bool,
 }
 
 /// Incremental event splitter. Feed bytes with `push`, end with `finish`.
@@ -105,6 +109,16 @@ pub struct Splitter {
     scan: usize,
     /// Whether the line at `scan` was classified while still incomplete.
     tail_classified: bool,
+    /// Whether the open event has more than one line.
+    open_multiline: bool,
+    /// Scratch space for `push`.
+    line_ends: Vec<usize>,
+    /// `buf[..processed]` has been split.
+    processed: usize,
+    /// `buf[..valid_until]` is valid UTF-8, checked once per push in bulk.
+    valid_until: usize,
+    /// An invalid byte at this index stops the bulk check until it is behind us.
+    invalid_at: Option<usize>,
 }
 
 impl Splitter {
@@ -119,6 +133,11 @@ impl Splitter {
             open_parted: false,
             scan: 0,
             tail_classified: false,
+            open_multiline: false,
+            line_ends: Vec::new(),
+            processed: 0,
+            valid_until: 0,
+            invalid_at: None,
         }
     }
 
@@ -135,18 +154,42 @@ impl Splitter {
 
     pub fn push(&mut self, data: &[u8], emit: &mut impl FnMut(Piece<'_>)) {
         self.buf.extend_from_slice(data);
-        while let Some(nl) = memchr::memchr(b'\n', &self.buf[self.scan..]) {
-            let end = self.scan + nl + 1;
+        self.process(emit);
+    }
+
+    /// The buffer, for a producer that appends to it in place (a decoder
+    /// writing straight into it saves a copy); call `process` afterwards.
+    pub fn buffer_mut(&mut self) -> &mut Vec<u8> {
+        &mut self.buf
+    }
+
+    /// Splits what was appended since the last call.
+    pub fn process(&mut self, emit: &mut impl FnMut(Piece<'_>)) {
+        let old_len = self.processed;
+        self.check_utf8();
+        // One pass for all line ends: much cheaper than a search per line.
+        let mut ends = std::mem::take(&mut self.line_ends);
+        ends.clear();
+        ends.extend(memchr::memchr_iter(b'\n', &self.buf[old_len..]).map(|i| old_len + i + 1));
+        for &end in &ends {
             if !self.tail_classified {
                 let starts = self.format.starts_event(&self.buf[self.scan..end], true);
                 self.classified_line(starts == Some(true), end, emit);
             }
             self.scan = end;
             self.tail_classified = false;
-            self.cut_oversized(self.scan, emit);
+            if self.open.is_some_and(|o| self.scan - o >= self.limit + 4) {
+                self.cut_oversized(self.scan, emit);
+            }
         }
+        self.line_ends = ends;
         self.classify_tail(false, emit);
         self.compact();
+    }
+
+    /// Bytes appended to the buffer and not yet processed.
+    pub fn unprocessed(&self) -> usize {
+        self.buf.len() - self.processed
     }
 
     /// Emits everything left, treating a final line without `\n` as complete.
@@ -183,12 +226,16 @@ impl Splitter {
             self.emit_open(self.scan, emit);
             self.open = Some(self.scan);
             self.open_parted = false;
-        } else if self.open.is_none() {
+            self.open_multiline = false;
+        } else if self.open.is_some() {
+            self.open_multiline = true;
+        } else {
             let line = &self.buf[self.scan..end];
             if !line.iter().all(|&b| b == b'\n' || b == b'\r') {
                 // A continuation with nothing before it in this chunk: its own event.
                 self.open = Some(self.scan);
                 self.open_parted = false;
+                self.open_multiline = false;
             }
         }
     }
@@ -199,13 +246,19 @@ impl Splitter {
         };
         let mut first = !self.open_parted;
         while start < end {
-            let n = cut_point(&self.buf[start..end], self.limit);
+            let n = if end - start <= self.limit / 4 {
+                end - start
+            } else {
+                cut_point(&self.buf[start..end], self.limit)
+            };
             let range = (self.range_start, self.base + (start + n) as u64);
             emit(Piece {
                 range,
                 raw: &self.buf[start..start + n],
                 first,
                 last: start + n == end,
+                multiline: self.open_multiline,
+                utf8: start + n <= self.valid_until,
             });
             self.range_start = range.1;
             first = false;
@@ -228,6 +281,8 @@ impl Splitter {
                 raw: &self.buf[start..start + n],
                 first: !self.open_parted,
                 last: false,
+                multiline: self.open_multiline,
+                utf8: start + n <= self.valid_until,
             });
             self.range_start = range.1;
             self.open_parted = true;
@@ -236,9 +291,27 @@ impl Splitter {
         self.open = Some(start);
     }
 
+    /// Extends the known-valid prefix; a character split across pushes is
+    /// checked again once its remaining bytes arrive.
+    fn check_utf8(&mut self) {
+        if self.invalid_at.is_some() {
+            return;
+        }
+        match std::str::from_utf8(&self.buf[self.valid_until..]) {
+            Ok(_) => self.valid_until = self.buf.len(),
+            Err(e) => {
+                self.valid_until += e.valid_up_to();
+                if e.error_len().is_some() {
+                    self.invalid_at = Some(self.valid_until);
+                }
+            }
+        }
+    }
+
     fn compact(&mut self) {
         let keep_from = self.open.unwrap_or(self.scan);
         if keep_from == 0 {
+            self.processed = self.buf.len();
             return;
         }
         self.buf.drain(..keep_from);
@@ -247,18 +320,26 @@ impl Splitter {
         // start; that line is classified and holds no `\n`, so scanning resumes there.
         self.scan = self.scan.saturating_sub(keep_from);
         self.open = self.open.map(|o| o - keep_from);
+        self.valid_until = self.valid_until.saturating_sub(keep_from);
+        self.processed = self.buf.len();
+        self.invalid_at = self.invalid_at.and_then(|i| i.checked_sub(keep_from));
+        self.check_utf8();
     }
 }
 
 /// The message bytes of a piece: line ends as `\n` (a `\r` before `\n` dropped),
 /// trailing line ends removed. Borrowed when nothing changes, the common case.
-pub fn message_bytes(raw: &[u8]) -> std::borrow::Cow<'_, [u8]> {
+pub fn message_bytes(raw: &[u8], multiline: bool) -> std::borrow::Cow<'_, [u8]> {
     let mut end = raw.len();
     while end > 0 && matches!(raw[end - 1], b'\n' | b'\r') {
         end -= 1;
     }
     let body = &raw[..end];
-    if memchr::memmem::find(body, b"\r\n").is_none() {
+    // Only a line end inside the message can need rewriting.
+    if !multiline
+        || memchr::memchr(b'\r', body).is_none()
+        || memchr::memmem::find(body, b"\r\n").is_none()
+    {
         return std::borrow::Cow::Borrowed(body);
     }
     let mut out = Vec::with_capacity(body.len());

@@ -26,7 +26,7 @@ fn split(format: Format, data: &[u8]) -> Out {
 
 fn messages(out: &Out) -> Vec<String> {
     out.iter()
-        .map(|(_, raw, _)| String::from_utf8_lossy(&message_bytes(raw)).into_owned())
+        .map(|(_, raw, _)| String::from_utf8_lossy(&message_bytes(raw, true)).into_owned())
         .collect()
 }
 
@@ -189,6 +189,14 @@ proptest! {
         let chunked = split_in_chunks(format, &data, limit, &chunks);
         prop_assert_eq!(&whole, &chunked);
         let mut at = 1000;
+        let mut s = Splitter::new(format, 1000, limit);
+        let mut flagged_ok = true;
+        let mut check = |p: Piece<'_>| flagged_ok &= !p.utf8 || std::str::from_utf8(p.raw).is_ok();
+        for c in data.chunks(chunks[0]) {
+            s.push(c, &mut check);
+        }
+        s.finish(&mut check);
+        prop_assert!(flagged_ok, "a piece flagged valid UTF-8 is not");
         for (range, raw, _) in &whole {
             prop_assert!(range.0 >= at && range.1 > range.0);
             prop_assert_eq!(&data[(range.1 - 1000) as usize - raw.len()..(range.1 - 1000) as usize], &raw[..]);

@@ -261,6 +261,7 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
             cp,
             in_flight: FuturesUnordered::new(),
             report: ShipReport::default(),
+            spare: None,
         };
 
         let mut body = object.body;
@@ -277,6 +278,9 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
                 }
             };
             let pushed = pipeline.push(&bytes);
+            if let Some(b) = run.spare.take() {
+                pipeline.recycle(b);
+            }
             if let Err(e) = run.send_all(pipeline.take_ready()).await {
                 failure = Some(e);
                 break;
@@ -330,7 +334,7 @@ fn lease_expiry(deadline_ms: i64) -> DateTime<Utc> {
         .unwrap_or_else(Utc::now)
 }
 
-type Sent = Result<(RangeSet, u64, Delivered), PutError>;
+type Sent = Result<(RangeSet, Delivered, Batch), PutError>;
 
 /// The sending side of one object: batches in flight and progress records.
 struct Run<'a, O, C, L, F> {
@@ -342,6 +346,8 @@ struct Run<'a, O, C, L, F> {
     cp: &'a Checkpointer<'a, C>,
     in_flight: FuturesUnordered<F>,
     report: ShipReport,
+    /// A delivered batch, to hand back to the pipeline for reuse.
+    spare: Option<Batch>,
 }
 
 impl<'a, O, C, L> Run<'a, O, C, L, futures::future::BoxFuture<'a, Sent>>
@@ -364,9 +370,9 @@ where
             self.in_flight.push(
                 async move {
                     let ranges =
-                        RangeSet::from(batch.events.iter().map(|e| e.source).collect::<Vec<_>>());
+                        RangeSet::from(batch.events().map(|e| e.source).collect::<Vec<_>>());
                     let delivered = sender.deliver(stream, &batch, now_ms()).await?;
-                    Ok((ranges, batch.len() as u64, delivered))
+                    Ok((ranges, delivered, batch))
                 }
                 .boxed(),
             );
@@ -396,9 +402,10 @@ where
         let mut failure = None;
         for d in done {
             match d {
-                Ok((r, n, delivered)) => {
+                Ok((r, delivered, batch)) => {
                     ranges.union(&r);
-                    self.report.sent += n;
+                    self.report.sent += batch.len() as u64;
+                    self.spare = Some(batch);
                     self.report.put_calls += delivered.calls;
                     self.report.restamped += delivered.restamped;
                 }

@@ -18,6 +18,9 @@ pub struct Corrupt {
     pub detail: String,
 }
 
+/// Compressed bytes decoded per step (about ten times that once decoded).
+const DECODE_STEP: usize = 8 * 1024;
+
 pub struct Pipeline {
     key_start: u64,
     key_end: u64,
@@ -39,12 +42,16 @@ struct Assembler {
 
 impl Assembler {
     fn accept(&mut self, piece: Piece<'_>) {
-        let Some(e) = self.builder.build(piece) else {
+        let Some(e) = self.builder.prepare(piece) else {
             return;
         };
-        if self.shipped.covers(e.source.0, e.source.1) {
+        if !self.shipped.is_empty() && self.shipped.covers(e.source.0, e.source.1) {
             self.duplicates += 1;
-        } else if let Some(full) = self.batcher.push(e) {
+            return;
+        }
+        let builder = &mut self.builder;
+        let write = |text: &mut String| builder.write_message(text, &e);
+        if let Some(full) = self.batcher.push_with(e.timestamp, e.source, write) {
             self.ready.push(full);
         }
     }
@@ -64,7 +71,7 @@ impl Pipeline {
         Pipeline {
             key_start: key.start,
             key_end: key.end,
-            decoder: MultiGzDecoder::new(Vec::with_capacity(256 * 1024)),
+            decoder: MultiGzDecoder::new(Vec::new()),
             compressed_in: 0,
             decoded: 0,
             splitter: Splitter::new(format, key.start, message_limit(max_event_bytes)),
@@ -89,17 +96,25 @@ impl Pipeline {
 
     /// Feeds compressed bytes; complete batches collect in `take_ready`.
     pub fn push(&mut self, compressed: &[u8]) -> Result<(), Corrupt> {
-        self.compressed_in += compressed.len() as u64;
-        let written = self.decoder.write_all(compressed);
-        self.drain_decoded()?;
-        written.map_err(|e| self.corrupt(e.to_string()))
+        // Small steps keep the decoded bytes in cache for the passes that follow.
+        for step in compressed.chunks(DECODE_STEP) {
+            self.compressed_in += step.len() as u64;
+            std::mem::swap(self.decoder.get_mut(), self.splitter.buffer_mut());
+            let written = self.decoder.write_all(step);
+            std::mem::swap(self.decoder.get_mut(), self.splitter.buffer_mut());
+            self.drain_decoded()?;
+            written.map_err(|e| self.corrupt(e.to_string()))?;
+        }
+        Ok(())
     }
 
     /// Ends the object: the body must have decoded to exactly `[start, end)`.
     pub fn finish(&mut self) -> Result<(), Corrupt> {
         // An empty body is an empty chunk; anything else must be complete gzip.
         if self.compressed_in > 0 {
+            std::mem::swap(self.decoder.get_mut(), self.splitter.buffer_mut());
             let finished = self.decoder.try_finish();
+            std::mem::swap(self.decoder.get_mut(), self.splitter.buffer_mut());
             self.drain_decoded()?;
             finished.map_err(|e| self.corrupt(e.to_string()))?;
         }
@@ -122,22 +137,29 @@ impl Pipeline {
         self.assembler.ready.extend(last);
     }
 
+    /// Returns a sent batch's buffers for reuse.
+    pub fn recycle(&mut self, batch: Batch) {
+        self.assembler.batcher.recycle(batch);
+    }
+
     pub fn take_ready(&mut self) -> Vec<Batch> {
         std::mem::take(&mut self.assembler.ready)
     }
 
+    /// Splits what the decoder wrote. The decoder writes straight into the
+    /// splitter's buffer (swapped in for the write), saving a copy of every byte.
     fn drain_decoded(&mut self) -> Result<(), Corrupt> {
-        let mut out = std::mem::take(self.decoder.get_mut());
-        let room = self.key_end - self.key_start - self.decoded;
-        let take = out.len().min(usize::try_from(room).unwrap_or(usize::MAX));
-        self.decoded += take as u64;
+        let fresh = self.splitter.unprocessed();
+        let room =
+            usize::try_from(self.key_end - self.key_start - self.decoded).unwrap_or(usize::MAX);
+        let overflow = fresh > room;
+        if overflow {
+            let keep = self.splitter.buffer_mut().len() - (fresh - room);
+            self.splitter.buffer_mut().truncate(keep);
+        }
+        self.decoded += fresh.min(room) as u64;
         let assembler = &mut self.assembler;
-        self.splitter
-            .push(&out[..take], &mut |piece| assembler.accept(piece));
-        let overflow = out.len() > take;
-        // Hand the buffer back so its capacity is reused.
-        out.clear();
-        *self.decoder.get_mut() = out;
+        self.splitter.process(&mut |piece| assembler.accept(piece));
         if overflow {
             return Err(self.corrupt("the body holds more bytes than the key's range".into()));
         }

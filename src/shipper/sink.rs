@@ -1,7 +1,7 @@
 //! Putting batches into CloudWatch Logs: stream and group set-up on first use,
 //! a bounded number of calls in flight, and the rejected-events policy.
 
-use crate::core::batch::{Batch, LogEvent};
+use crate::core::batch::{Batch, batches_of};
 use crate::ports::{LogSink, PortError, Rejected};
 use crate::shipper::Config;
 use std::collections::HashSet;
@@ -77,31 +77,29 @@ impl<L: LogSink> Sender<L> {
         now_ms: i64,
     ) -> Result<Delivered, PutError> {
         let mut done = Delivered::default();
-        let rejected = self.put(stream, &batch.events, &mut done).await?;
+        let rejected = self.put(stream, batch, &mut done).await?;
         if rejected.is_empty() {
             return Ok(done);
         }
-        let again: Vec<LogEvent> = batch
-            .events
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| rejected.contains(*i))
-            .map(|(_, e)| LogEvent {
-                timestamp: now_ms,
-                ..e.clone()
-            })
-            .collect();
+        let again = batches_of(
+            batch
+                .events()
+                .enumerate()
+                .filter(|(i, _)| rejected.contains(*i))
+                .map(|(_, e)| (now_ms, e.message, e.source)),
+        );
+        let count: usize = again.iter().map(Batch::len).sum();
         tracing::warn!(
             stream,
-            rejected = again.len(),
+            rejected = count,
             too_new_start = rejected.too_new_start,
             too_old_end = rejected.too_old_end,
             expired_end = rejected.expired_end,
             "CloudWatch Logs rejected events for their timestamps; re-sending them stamped with the current time"
         );
-        done.restamped += again.len() as u64;
-        for b in Batch::from_events(again) {
-            let r = self.put(stream, &b.events, &mut done).await?;
+        done.restamped += count as u64;
+        for b in again {
+            let r = self.put(stream, &b, &mut done).await?;
             if !r.is_empty() {
                 return Err(PutError::RejectedTwice(b.len()));
             }
@@ -112,7 +110,7 @@ impl<L: LogSink> Sender<L> {
     async fn put(
         &self,
         stream: &str,
-        events: &[LogEvent],
+        batch: &Batch,
         done: &mut Delivered,
     ) -> Result<Rejected, PutError> {
         let _slot = self
@@ -124,14 +122,14 @@ impl<L: LogSink> Sender<L> {
             self.create_stream(stream).await?;
         }
         done.calls += 1;
-        match self.sink.put(&self.group, stream, events).await {
+        match self.sink.put(&self.group, stream, batch).await {
             Err(PortError::NotFound(_)) => {
                 // Deleted behind our back (or the cache is stale): create once, then retry once.
                 self.forget_stream(stream);
                 self.create_stream(stream).await?;
                 done.calls += 1;
                 self.sink
-                    .put(&self.group, stream, events)
+                    .put(&self.group, stream, batch)
                     .await
                     .map_err(|e| self.port_error(stream, e))
             }

@@ -1,7 +1,7 @@
 //! Exactly-once delivery through every trigger shape, redelivery, failures and concurrency.
 
 use crate::rig::*;
-use logdrop::core::batch::{DEFAULT_MAX_EVENT_BYTES, LogEvent, check_batch};
+use logdrop::core::batch::{Batch, DEFAULT_MAX_EVENT_BYTES, check_batch};
 use logdrop::core::keys::TaskRef;
 use logdrop::ports::{LogSink, PortError, Rejected};
 use serde_json::Value;
@@ -251,21 +251,16 @@ struct FailingSink<L> {
 }
 
 impl<L: LogSink> LogSink for FailingSink<L> {
-    async fn put(
-        &self,
-        group: &str,
-        stream: &str,
-        events: &[LogEvent],
-    ) -> Result<Rejected, PortError> {
+    async fn put(&self, group: &str, stream: &str, batch: &Batch) -> Result<Rejected, PortError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
         if n == self.fail_on {
             return Err(PortError::Transient("injected failure".into()));
         }
-        let r = self.inner.put(group, stream, events).await?;
+        let r = self.inner.put(group, stream, batch).await?;
         self.sent.lock().unwrap().push(
-            events
-                .iter()
-                .map(|e| (e.timestamp, e.message.clone()))
+            batch
+                .events()
+                .map(|e| (e.timestamp, e.message.to_string()))
                 .collect(),
         );
         Ok(r)

@@ -4,16 +4,43 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-py=.venv/bin/python
-export LOGDROP_LOG_GROUP=/logdrop/demo
+py=".venv/bin/python scripts/local_aws.py --endpoint $AWS_ENDPOINT_URL"
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+mkdir -p "$work/logs"
+export LOGDROP_LOG_GROUP=/logdrop/demo LOGDROP_BUCKET=logdrop-demo LOGDROP_LOG_DIR="$work/logs" \
+  LOGDROP_CLUSTER=demo LOGDROP_TASK_ID=5e1dcafe0000demo LOGDROP_FLUSH_INTERVAL=1s LOGDROP_POLL_INTERVAL=200ms \
+  LOGDROP_CHUNK_BYTES=65536 RUST_LOG=warn
+
 echo "== local AWS at $AWS_ENDPOINT_URL"
-echo "== 1. the sample chunks (real Tomcat logs, dated yesterday) land in S3"
-$py scripts/local_aws.py --endpoint "$AWS_ENDPOINT_URL" upload --bucket logdrop-demo --dir events/objects
-for event in events/s3-put.json events/sqs-batch.json events/eventbridge-object-created.json; do
-  echo "== 2. shipper invoke --event $event"
-  target/release/shipper invoke --event "$event" 2>/dev/null | head -c 600; echo
+echo "== 1. bucket $LOGDROP_BUCKET notifies an SQS queue of every new chunk (as template.yaml does)"
+$py notify --bucket "$LOGDROP_BUCKET" --queue logdrop-chunks
+echo "== 2. the sidecar follows $LOGDROP_LOG_DIR while 'Tomcat' writes real Tomcat 10 logs into it"
+target/release/sidecar 2>"$work/sidecar.log" &
+sidecar=$!
+$py write-slowly --objects events/objects --dir "$work/logs"
+sleep 1
+echo "== 3. SIGTERM: the sidecar ships what it still holds and exits"
+kill -TERM $sidecar
+wait $sidecar && echo "   sidecar exited 0"
+echo "== 4. the sidecar's offsets survive a restart in $LOGDROP_LOG_DIR/.logdrop/state.json:"
+grep -E '"(generation|offset)"' "$work/logs/.logdrop/state.json" | tr -s ' ' | paste -sd' ' | cut -c1-200
+echo "== 5. the shipper Lambda runs on each SQS batch, as the event source mapping would call it"
+batches=0
+while $py receive --queue logdrop-chunks --out "$work/batch.json"; do
+  target/release/shipper invoke --event "$work/batch.json" >"$work/response.json" 2>>"$work/shipper.log" || true
+  $py ack --queue logdrop-chunks --event "$work/batch.json" --response "$work/response.json"
+  cp "$work/batch.json" "$work/last-batch.json"
+  batches=$((batches + 1))
 done
-echo "== 3. a duplicate delivery adds nothing"
-target/release/shipper invoke --event events/s3-put.json 2>/dev/null | grep -o '"result": "[a-z_]*"'
-echo "== 4. what CloudWatch Logs now holds"
-$py scripts/local_aws.py --endpoint "$AWS_ENDPOINT_URL" show --group "$LOGDROP_LOG_GROUP"
+echo "   $batches SQS batches shipped"
+echo "== 6. a duplicate delivery of the last batch adds nothing:"
+target/release/shipper invoke --event "$work/last-batch.json" 2>/dev/null
+echo "== 7. the sample events in events/ work the same way (make invoke EVENT=...)"
+$py upload --bucket "$LOGDROP_BUCKET" --dir events/objects >/dev/null
+for event in events/s3-put.json events/sqs-batch.json events/eventbridge-object-created.json; do
+  printf '   %-40s ' "$event"
+  target/release/shipper invoke --event "$event" 2>/dev/null | tr -d '\n ' | cut -c1-90; echo
+done
+echo "== 8. what CloudWatch Logs now holds"
+$py show --group "$LOGDROP_LOG_GROUP"

@@ -3,6 +3,7 @@
 bucket, upload the sample chunk objects, and print a log group's events."""
 
 import argparse
+import json
 import datetime as dt
 import gzip
 import os
@@ -51,6 +52,71 @@ def put(args):
     s3.upload_file(args.file, args.bucket, args.key)
 
 
+def notify(args):
+    """Bucket → SQS notifications for new chunks, as template.yaml sets up."""
+    s3, sqs = client("s3", args.endpoint), client("sqs", args.endpoint)
+    try:
+        s3.create_bucket(Bucket=args.bucket)
+    except s3.exceptions.BucketAlreadyOwnedByYou:
+        pass
+    url = sqs.create_queue(QueueName=args.queue)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rules = [{"Name": "prefix", "Value": "logs/"}, {"Name": "suffix", "Value": ".gz"}]
+    s3.put_bucket_notification_configuration(Bucket=args.bucket, NotificationConfiguration={
+        "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"], "Filter": {"Key": {"FilterRules": rules}}}]})
+    print(f"s3://{args.bucket} notifies {arn} of new logs/*.gz")
+
+
+def receive(args):
+    """Writes the next SQS batch as the Lambda event SQS would deliver; prints its receipt file."""
+    sqs = client("sqs", args.endpoint)
+    url = sqs.get_queue_url(QueueName=args.queue)["QueueUrl"]
+    msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
+    if not msgs:
+        return 1
+    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
+                "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
+                "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{args.queue}", "awsRegion": "us-east-1"} for m in msgs]
+    with open(args.out, "w") as f:
+        json.dump({"Records": records}, f)
+    return 0
+
+
+def ack(args):
+    """Deletes the messages of an event file, except those the response reports as failed."""
+    sqs = client("sqs", args.endpoint)
+    url = sqs.get_queue_url(QueueName=args.queue)["QueueUrl"]
+    failed = {f["itemIdentifier"] for f in json.load(open(args.response)).get("batchItemFailures", [])}
+    for r in json.load(open(args.event))["Records"]:
+        if r["messageId"] not in failed:
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=r["receiptHandle"])
+
+
+def write_slowly(args):
+    """Plays "Tomcat": appends the sample logs to a directory in random-sized writes."""
+    import random
+    import time
+    rnd = random.Random(7)
+    day = dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)
+    files = {}
+    for root, _, names in os.walk(args.objects):
+        for name in sorted(names):
+            path = os.path.join(root, name)
+            file = os.path.basename(os.path.dirname(os.path.dirname(path)))
+            with open(path, "rb") as f:
+                files[file] = files.get(file, b"") + rebase(gzip.decompress(f.read()), day)
+    pos = {name: 0 for name in files}
+    while any(pos[n] < len(files[n]) for n in files):
+        for name, data in files.items():
+            n = rnd.randint(1, 6000)
+            with open(os.path.join(args.dir, name), "ab") as f:
+                f.write(data[pos[name]:pos[name] + n])
+            pos[name] += n
+        time.sleep(rnd.uniform(0, 0.05))
+    for name, data in files.items():
+        print(f"wrote {len(data)} bytes to {name}")
+
+
 def show(args):
     logs = client("logs", args.endpoint)
     streams = logs.describe_log_streams(logGroupName=args.group)["logStreams"]
@@ -85,11 +151,25 @@ def main():
     pp.add_argument("--bucket", required=True)
     pp.add_argument("--key", required=True)
     pp.add_argument("--file", required=True)
+    n = sub.add_parser("notify")
+    n.add_argument("--bucket", required=True)
+    n.add_argument("--queue", required=True)
+    r = sub.add_parser("receive")
+    r.add_argument("--queue", required=True)
+    r.add_argument("--out", required=True)
+    a = sub.add_parser("ack")
+    a.add_argument("--queue", required=True)
+    a.add_argument("--event", required=True)
+    a.add_argument("--response", required=True)
+    w = sub.add_parser("write-slowly")
+    w.add_argument("--objects", required=True)
+    w.add_argument("--dir", required=True)
     s = sub.add_parser("show")
     s.add_argument("--group", required=True)
     s.add_argument("--head", type=int, default=4)
     args = p.parse_args()
-    {"upload": upload, "put": put, "show": show}[args.cmd](args)
+    return {"upload": upload, "put": put, "show": show, "notify": notify, "receive": receive,
+     "ack": ack, "write-slowly": write_slowly}[args.cmd](args)
 
 
 if __name__ == "__main__":

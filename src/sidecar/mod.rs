@@ -98,6 +98,8 @@ pub struct Sidecar<S> {
     pub totals: Totals,
     /// Upload attempts before giving up (`None`: keep trying; `--once` sets a limit).
     pub max_attempts: Option<u32>,
+    /// What was last written to the state file.
+    saved: Option<State>,
 }
 
 impl<S: ObjectStore> Sidecar<S> {
@@ -129,6 +131,7 @@ impl<S: ObjectStore> Sidecar<S> {
             retired: BTreeMap::new(),
             totals: Totals::default(),
             max_attempts: None,
+            saved: None,
         };
         let seen = me.scan()?;
         for (name, fs) in saved.map(|s| s.files).unwrap_or_default() {
@@ -193,8 +196,15 @@ impl<S: ObjectStore> Sidecar<S> {
         }
     }
 
-    fn save(&self) -> Result<(), SidecarError> {
-        Ok(self.state_file.save(&self.snapshot())?)
+    /// Persists the state if it changed since the last save: an idle pass
+    /// writes nothing.
+    fn save(&mut self) -> Result<(), SidecarError> {
+        let now = self.snapshot();
+        if self.saved.as_ref() != Some(&now) {
+            self.state_file.save(&now)?;
+            self.saved = Some(now);
+        }
+        Ok(())
     }
 
     /// Bytes written to the followed files and not yet in S3.

@@ -72,8 +72,8 @@ impl SidecarRig {
         cmd
     }
 
-    pub fn spawn(&self) -> Child {
-        self.command(&[]).spawn().expect("spawn sidecar")
+    pub fn spawn(&self) -> Running {
+        Running(self.command(&[]).spawn().expect("spawn sidecar"))
     }
 
     pub fn once(&self) {
@@ -177,6 +177,31 @@ pub fn assert_tiles(chunks: &Chunks, content: &[u8], what: &str) {
         joined == content,
         "{what}: chunks do not rejoin to the file"
     );
+}
+
+/// A sidecar process that is killed if the test ends before it does.
+pub struct Running(pub Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
 }
 
 pub fn wait_exit(child: &mut Child, limit: Duration) -> Option<std::process::ExitStatus> {

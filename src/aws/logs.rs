@@ -1,6 +1,6 @@
 //! CloudWatch Logs adapter.
 
-use crate::aws::retry::classify;
+use crate::aws::retry::port_error;
 use crate::core::batch::Batch;
 use crate::ports::{LogSink, PortError, Rejected};
 use aws_sdk_cloudwatchlogs::Client;
@@ -23,14 +23,6 @@ impl CloudWatchLogs {
     pub fn client(&self) -> &Client {
         &self.client
     }
-}
-
-fn port_error<E>(err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> PortError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    classify(&err, status)
 }
 
 fn already_exists<E: ProvideErrorMetadata>(

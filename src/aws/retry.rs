@@ -41,6 +41,15 @@ where
     }
 }
 
+/// A failed SDK call as a port error, with the HTTP status when there was a response.
+pub fn port_error<E>(err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> PortError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+{
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    classify(&err, status)
+}
+
 /// The rule on service errors, separate so it is testable without the SDK.
 pub fn classify_service(code: &str, status: Option<u16>, text: String) -> PortError {
     if THROTTLING.contains(&code) || matches!(status, Some(429) | Some(500..=599)) {

@@ -1,12 +1,10 @@
 //! S3 adapter: chunk objects (streamed) and checkpoint documents (conditional writes).
 
-use crate::aws::retry::classify;
+use crate::aws::retry::port_error;
 use crate::core::keys::{LAYOUT_VERSION, VERSION_METADATA};
 use crate::ports::{CheckpointStore, Object, ObjectStore, PortError, Precondition};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
-use aws_smithy_runtime_api::client::result::SdkError;
-use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 #[derive(Clone)]
 pub struct S3 {
@@ -28,14 +26,6 @@ impl S3 {
     pub fn client(&self) -> &Client {
         &self.client
     }
-}
-
-fn port_error<E>(err: SdkError<E, aws_smithy_runtime_api::http::Response>) -> PortError
-where
-    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
-{
-    let status = err.raw_response().map(|r| r.status().as_u16());
-    classify(&err, status)
 }
 
 impl ObjectStore for S3 {

@@ -4,7 +4,9 @@ VENV := .venv
 PIP := $(VENV)/bin/pip
 EVENT ?= events/s3-put.json
 
-.PHONY: all venv test lint demo invoke build bench lock clean
+SIDECAR_TARGET ?= x86_64-unknown-linux-musl
+
+.PHONY: all venv test lint demo invoke build sidecar bench lock clean
 
 all: test
 
@@ -32,17 +34,26 @@ demo: venv
 invoke:
 	cargo run --release --bin shipper -- invoke --event $(EVENT)
 
-# The Lambda artifact: target/lambda/shipper/bootstrap for arm64 (Graviton).
-build: $(VENV)/.build-installed
+# The Lambda artifact: target/lambda/shipper/bootstrap for arm64 (Graviton),
+# and the static sidecar (see `sidecar`).
+build: $(VENV)/.build-installed sidecar
 	rustup target add aarch64-unknown-linux-gnu
 	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --arm64 --bin shipper
+
+# The sidecar as one static binary (musl, linked by cargo-lambda's zig):
+# target/sidecar-$(SIDECAR_TARGET). For Graviton tasks: SIDECAR_TARGET=aarch64-unknown-linux-musl.
+sidecar: $(VENV)/.build-installed
+	rustup target add $(SIDECAR_TARGET)
+	PATH="$(CURDIR)/$(VENV)/bin:$$PATH" cargo lambda build --release --bin sidecar --target $(SIDECAR_TARGET)
+	cp target/lambda/sidecar/bootstrap target/sidecar-$(SIDECAR_TARGET)
 $(VENV)/.build-installed: requirements-build.txt | venv
 	$(PIP) install --quiet --disable-pip-version-check -r requirements-build.txt
 	touch $@
 
-bench: venv
+bench: venv sidecar
 	cargo bench --bench core
-	scripts/bench-e2e.sh
+	python3 scripts/bench-report.py | tee target/bench-core.md
+	SIDECAR=target/sidecar-$(SIDECAR_TARGET) scripts/bench-e2e.sh
 
 lock:
 	rm -rf /tmp/logdrop-lock && python3 -m venv /tmp/logdrop-lock

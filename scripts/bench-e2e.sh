@@ -4,6 +4,7 @@
 # local S3 (moto) and, for the shipper's large objects, a counting stand-in
 # for CloudWatch Logs (moto would be the bottleneck, not the shipper).
 #   SHIPPER_SIZES="256M 1G"  SIDECAR_MB=100  IDLE_SECONDS=60
+#   SIDECAR=target/sidecar-x86_64-unknown-linux-musl (the static build; default: target/release/sidecar)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
@@ -15,6 +16,7 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -r
 trap cleanup EXIT
 cargo build --release --quiet --bins --example gen
 gen=target/release/examples/gen
+sidecar=${SIDECAR:-target/release/sidecar}
 out=target/bench-e2e.md
 report() { echo "$*" | tee -a "$out"; }
 : >"$out"
@@ -55,7 +57,7 @@ mkdir -p "$work/logs"
 file="$work/logs/localhost_access_log.2026-11-24.txt"
 $gen access "${mb}M" "$file" 2>/dev/null
 report ""
-report "## sidecar --once on ${mb} MiB of access log to local S3, against GNU gzip -c on the same file"
+report "## $sidecar --once on ${mb} MiB of access log to local S3, against GNU gzip -c on the same file"
 report "| level | gzip -c CPU s | sidecar CPU s | ratio | sidecar peak RSS | chunks |"
 report "|---|---|---|---|---|---|"
 for level in 1 6; do
@@ -63,7 +65,7 @@ for level in 1 6; do
   read -r gu gs <"$work/gz"
   rm -rf "$work/logs/.logdrop"
   LOGDROP_BUCKET=bench LOGDROP_LOG_DIR="$work/logs" LOGDROP_CLUSTER="bench-l$level" LOGDROP_TASK_ID=t \
-    LOGDROP_GZIP_LEVEL=$level RUST_LOG=warn /usr/bin/time -f "%M %U %S" -o "$work/sc" target/release/sidecar --once
+    LOGDROP_GZIP_LEVEL=$level RUST_LOG=warn /usr/bin/time -f "%M %U %S" -o "$work/sc" "$sidecar" --once
   read -r rss su ss <"$work/sc"
   chunks=$($py -c "
 import boto3,sys
@@ -74,7 +76,7 @@ done
 
 idle=${IDLE_SECONDS:-60}
 LOGDROP_BUCKET=bench LOGDROP_LOG_DIR="$work/logs" LOGDROP_CLUSTER=bench-l6 LOGDROP_TASK_ID=t RUST_LOG=warn \
-  target/release/sidecar & sc=$!; pids+=($sc)
+  "$sidecar" & sc=$!; pids+=($sc)
 sleep 3
 t0=$(awk '{print $14 + $15}' "/proc/$sc/stat")
 sleep "$idle"
@@ -86,5 +88,5 @@ report ""
 report "## sidecar idle (no writes for ${idle} s) and size"
 $py -c "print(f'| idle CPU | {($t1-$t0)/$hz/$idle*100:.3f}% of a core over ${idle} s |')" | tee -a "$out"
 report "| peak RSS while following | $((rss / 1024)) MiB |"
-report "| release binary (stripped, $(file -b target/release/sidecar | cut -d, -f1-2)) | $(( $(stat -c %s target/release/sidecar) / 1024 / 1024 )) MiB |"
+report "| $sidecar ($(file -b "$sidecar" | grep -o 'statically linked\|dynamically linked')) | $(stat -c %s "$sidecar") bytes |"
 echo "written to $out"

@@ -111,7 +111,11 @@ async fn sigkill_at_random_moments_loses_nothing() {
     let w1 = write_slowly(s.path(names[0]), access.clone(), 1, 2);
     let w2 = write_slowly(s.path(names[1]), juli.clone(), 2, 3);
     let mut rng = fastrand::Rng::with_seed(99);
-    let kills = 24;
+    // A longer run: LOGDROP_TEST_KILLS=500 cargo test --test it sigkill
+    let kills: usize = std::env::var("LOGDROP_TEST_KILLS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(24);
     for _ in 0..kills {
         let mut child = s.spawn();
         std::thread::sleep(Duration::from_millis(rng.u64(20..250)));
@@ -225,6 +229,40 @@ async fn sigterm_ships_held_events_and_partial_lines() {
         "partial line",
     );
     eprintln!("stopped in {:?}", stop.elapsed());
+    let log = s.log();
+    let summary = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(r#""message":"summary""#))
+        .expect("a summary line at the stop");
+    assert!(
+        summary.contains(r#""chunks":2"#) && summary.contains(r#""lag_bytes":0"#),
+        "{summary}"
+    );
+}
+
+#[tokio::test]
+async fn prunes_fully_shipped_idle_files_when_asked() {
+    let mut s = SidecarRig::new("sc-prune").await;
+    s.extra_env = vec![("LOGDROP_PRUNE_AFTER".into(), "1s".into())];
+    let mut child = s.spawn();
+    let old = b"24-Nov-2026 22:10:58.757 INFO [main] yesterday\n".to_vec();
+    let name = "catalina.2026-11-24.log";
+    append(&s.path(name), &old);
+    wait_until_shipped(&s, name, 0, old.len() as u64).await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.path(name).exists() {
+        assert!(Instant::now() < deadline, "not pruned\n{}", s.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(s.log().contains("pruned a fully shipped file"));
+    signal(&child, libc::SIGTERM);
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(25))
+            .expect("exits")
+            .success()
+    );
+    assert_tiles(&s.chunks().await[&(name.into(), 0)], &old, name);
 }
 
 #[tokio::test]

@@ -23,7 +23,7 @@ lint: venv
 	$(VENV)/bin/cfn-lint template.yaml
 
 test: lint
-	cargo test --lib --bins --tests --examples
+	cargo test --tests
 
 demo: venv
 	cargo build --release --bins

@@ -16,7 +16,7 @@ echo "== local AWS at $AWS_ENDPOINT_URL"
 echo "== 1. bucket $LOGDROP_BUCKET notifies an SQS queue of every new chunk (as template.yaml does)"
 $py notify --bucket "$LOGDROP_BUCKET" --queue logdrop-chunks
 echo "== 2. the sidecar follows $LOGDROP_LOG_DIR while 'Tomcat' writes real Tomcat 10 logs into it"
-target/release/sidecar 2>"$work/sidecar.log" &
+target/release/sidecar >"$work/sidecar.log" 2>&1 &
 sidecar=$!
 $py write-slowly --objects events/objects --dir "$work/logs"
 sleep 1

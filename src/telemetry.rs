@@ -2,23 +2,33 @@
 
 use tracing_subscriber::filter::LevelFilter;
 
-/// JSON lines on stderr, at the level `RUST_LOG` names (`error`, `warn`,
-/// `info`, `debug`, `trace`; default `info`). stdout stays free for command
-/// output such as `shipper invoke`'s response. A plain level instead of
-/// per-module directives keeps a regex engine out of the binaries.
-pub fn init() {
+/// Where the JSON lines go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// The sidecar: the container's log driver reads stdout.
+    Stdout,
+    /// The shipper: stdout is kept for `shipper invoke`'s response.
+    Stderr,
+}
+
+/// JSON lines at the level `RUST_LOG` names (`error`, `warn`, `info`,
+/// `debug`, `trace`; default `info`). A plain level instead of per-module
+/// directives keeps a regex engine out of the binaries.
+pub fn init(output: Output) {
     let level = std::env::var("RUST_LOG")
         .ok()
         .and_then(|v| parse_level(&v))
         .unwrap_or(LevelFilter::INFO);
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .json()
         .with_max_level(level)
         .with_current_span(false)
         .with_span_list(false)
-        .with_target(false)
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_target(false);
+    let _ = match output {
+        Output::Stdout => builder.with_writer(std::io::stdout).try_init(),
+        Output::Stderr => builder.with_writer(std::io::stderr).try_init(),
+    };
 }
 
 /// The level of `RUST_LOG`; for directives like `logdrop=debug,info` the last level named.

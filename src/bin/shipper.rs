@@ -15,7 +15,7 @@ const LOCAL_DEADLINE_MS: i64 = 15 * 60 * 1000;
 
 #[tokio::main]
 async fn main() -> ExitCode {
-    logdrop::telemetry::init();
+    logdrop::telemetry::init(logdrop::telemetry::Output::Stderr);
     let args: Vec<String> = std::env::args().skip(1).collect();
     let event_file = match args.as_slice() {
         [] if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() => None,

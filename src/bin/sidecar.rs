@@ -28,7 +28,7 @@ fn main() -> ExitCode {
 }
 
 async fn run() -> ExitCode {
-    logdrop::telemetry::init();
+    logdrop::telemetry::init(logdrop::telemetry::Output::Stdout);
     let once = match std::env::args().skip(1).collect::<Vec<_>>().as_slice() {
         [] => false,
         [flag] if flag == "--once" => true,

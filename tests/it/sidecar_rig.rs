@@ -68,7 +68,8 @@ impl SidecarRig {
             .append(true)
             .open(self.dir.path().join("sidecar.log"))
             .expect("log file");
-        cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(log);
+        let log2 = log.try_clone().expect("log file");
+        cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
         cmd
     }
 

@@ -189,10 +189,6 @@ impl Batcher {
         (!self.current.is_empty()).then(|| std::mem::take(&mut self.current).seal())
     }
 
-    pub fn pending(&self) -> usize {
-        self.current.len()
-    }
-
     /// Hands back a batch that was sent, to reuse its buffers.
     pub fn recycle(&mut self, mut batch: Batch) {
         batch.text.clear();

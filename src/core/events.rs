@@ -26,17 +26,6 @@ pub struct EventStats {
     pub clamped_future: u64,
 }
 
-impl EventStats {
-    pub fn add(&mut self, o: &EventStats) {
-        self.events += o.events;
-        self.parts += o.parts;
-        self.escaped_bytes += o.escaped_bytes;
-        self.inherited_timestamps += o.inherited_timestamps;
-        self.clamped_old += o.clamped_old;
-        self.clamped_future += o.clamped_future;
-    }
-}
-
 /// The accepted time window, fixed when an object's processing starts.
 #[derive(Debug, Clone, Copy)]
 pub struct Window {

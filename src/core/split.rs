@@ -141,12 +141,6 @@ impl Splitter {
         }
     }
 
-    /// Absolute offset up to which every byte has been accounted for by an
-    /// emitted piece or by blank lines before an event.
-    pub fn settled_offset(&self) -> u64 {
-        self.range_start
-    }
-
     /// Bytes buffered but not yet emitted.
     pub fn pending_bytes(&self) -> usize {
         self.buf.len() - self.open.unwrap_or(self.scan).min(self.buf.len())

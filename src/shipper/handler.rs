@@ -224,3 +224,80 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
         (report, true)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Env;
+    use crate::core::keys::ChunkKey;
+    use crate::memory::{MemorySink, MemoryStore};
+    use std::sync::atomic::Ordering;
+
+    fn shipper() -> Shipper<MemoryStore, MemoryStore, MemorySink> {
+        let config = Config::from_env(&Env::from_pairs([("LOGDROP_LOG_GROUP", "g")])).unwrap();
+        let mut objects = MemoryStore::default();
+        objects.read_size = 1000;
+        Shipper::new(
+            objects,
+            MemoryStore::default(),
+            MemorySink::default(),
+            config,
+        )
+    }
+
+    fn key(start: u64, end: u64) -> String {
+        ChunkKey {
+            prefix: "logs".into(),
+            cluster: "c".into(),
+            task_id: "t".into(),
+            file: "catalina.2026-11-24.log".into(),
+            generation: 0,
+            start,
+            end,
+        }
+        .to_string()
+    }
+
+    fn event(keys: &[String]) -> Value {
+        let records: Vec<Value> = keys
+            .iter()
+            .map(|k| serde_json::json!({"s3": {"bucket": {"name": "b"}, "object": {"key": k}}}))
+            .collect();
+        serde_json::json!({ "Records": records })
+    }
+
+    #[tokio::test]
+    async fn ships_through_the_ports_once() {
+        let s = shipper();
+        let now = chrono::Utc::now();
+        let line = |i: i64| {
+            format!(
+                "{} INFO [main] event {i}\n\tat frame\n",
+                crate::generate::juli_time((now - chrono::Duration::minutes(60 - i)).naive_utc())
+            )
+        };
+        let text: String = (0..50).map(line).collect();
+        let cut = text.match_indices(&line(25)).next().unwrap().0;
+        let (k1, k2) = (key(0, cut as u64), key(cut as u64, text.len() as u64));
+        s.objects
+            .insert("b", &k1, crate::generate::gzip(&text.as_bytes()[..cut]));
+        s.objects
+            .insert("b", &k2, crate::generate::gzip(&text.as_bytes()[cut..]));
+        let inv = Invocation {
+            request_id: "r".into(),
+            deadline_ms: now.timestamp_millis() + 60_000,
+        };
+        // Out of order, then everything again: each event lands once.
+        s.handle(&event(&[k2.clone()]), &inv).await.unwrap();
+        s.handle(&event(&[k1.clone(), k2.clone()]), &inv)
+            .await
+            .unwrap();
+        let got = s.sender.sink.events("g", "catalina/t");
+        assert_eq!(got.len(), 50);
+        let mut messages: Vec<&str> = got.iter().map(|e| e.message.as_str()).collect();
+        messages.sort_by_key(|m| m.split(' ').nth(1).map(str::to_string));
+        let want: Vec<String> = (0..50).map(|i| line(i).trim_end().to_string()).collect();
+        assert_eq!(messages, want);
+        assert_eq!(s.sender.sink.calls.load(Ordering::Relaxed), 2);
+    }
+}

@@ -288,7 +288,9 @@ mod tests {
             deadline_ms: now.timestamp_millis() + 60_000,
         };
         // Out of order, then everything again: each event lands once.
-        s.handle(&event(&[k2.clone()]), &inv).await.unwrap();
+        s.handle(&event(std::slice::from_ref(&k2)), &inv)
+            .await
+            .unwrap();
         s.handle(&event(&[k1.clone(), k2.clone()]), &inv)
             .await
             .unwrap();

@@ -291,7 +291,13 @@ impl Splitter {
         if self.invalid_at.is_some() {
             return;
         }
-        match std::str::from_utf8(&self.buf[self.valid_until..]) {
+        let fresh = &self.buf[self.valid_until..];
+        // SIMD validation of whole blocks; the exact error only when there is one.
+        if simdutf8::basic::from_utf8(fresh).is_ok() {
+            self.valid_until = self.buf.len();
+            return;
+        }
+        match simdutf8::compat::from_utf8(fresh) {
             Ok(_) => self.valid_until = self.buf.len(),
             Err(e) => {
                 self.valid_until += e.valid_up_to();

@@ -26,18 +26,25 @@ impl S3 {
     pub fn client(&self) -> &Client {
         &self.client
     }
-}
 
-impl ObjectStore for S3 {
-    async fn get(&self, bucket: &str, key: &str) -> Result<Object, PortError> {
-        let out = self
-            .client
+    async fn get_object(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<aws_sdk_s3::operation::get_object::GetObjectOutput, PortError> {
+        self.client
             .get_object()
             .bucket(bucket)
             .key(key)
             .send()
             .await
-            .map_err(port_error)?;
+            .map_err(port_error)
+    }
+}
+
+impl ObjectStore for S3 {
+    async fn get(&self, bucket: &str, key: &str) -> Result<Object, PortError> {
+        let out = self.get_object(bucket, key).await?;
         let last_modified_ms = out.last_modified().and_then(|t| t.to_millis().ok());
         let body = futures::stream::unfold(out.body, |mut body: ByteStream| async move {
             match body.try_next().await {
@@ -72,15 +79,7 @@ impl ObjectStore for S3 {
 
 impl CheckpointStore for S3 {
     async fn load(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>, PortError> {
-        let out = match self
-            .client
-            .get_object()
-            .bucket(bucket)
-            .key(key)
-            .send()
-            .await
-            .map_err(port_error)
-        {
+        let out = match self.get_object(bucket, key).await {
             Ok(out) => out,
             Err(PortError::NotFound(msg)) if !msg.contains("NoSuchBucket") => return Ok(None),
             Err(e) => return Err(e),

@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage: shipper                      (inside AWS Lambda)\n       shipper invoke --event FILE  (run the handler once on a Lambda event JSON)";
 
-/// A local invocation gets as long as Lambda's maximum timeout.
+/// A local invocation (or one without a deadline) gets Lambda's maximum timeout.
 const LOCAL_DEADLINE_MS: i64 = 15 * 60 * 1000;
 
 #[tokio::main]
@@ -47,7 +47,21 @@ async fn main() -> ExitCode {
 
 async fn serve(shipper: &Shipper<S3, S3, CloudWatchLogs>) -> ExitCode {
     let handler = service_fn(|event: LambdaEvent<Value>| async move {
-        let deadline_ms = i64::try_from(event.context.deadline).unwrap_or(i64::MAX);
+        // Lambda always sends a deadline ahead of now; local emulators may send
+        // none, or a meaningless one: treat those as the maximum timeout.
+        let now = chrono::Utc::now().timestamp_millis();
+        let deadline_ms = match i64::try_from(event.context.deadline) {
+            Ok(ms) if ms > now - 60_000 => ms,
+            // `cargo lambda watch` sends the timeout itself (e.g. 600000).
+            Ok(ms) if ms > 0 && ms <= LOCAL_DEADLINE_MS => now + ms,
+            _ => {
+                tracing::warn!(
+                    deadline = event.context.deadline,
+                    "no usable deadline from the runtime; assuming 15 minutes"
+                );
+                now + LOCAL_DEADLINE_MS
+            }
+        };
         let inv = Invocation {
             request_id: event.context.request_id.clone(),
             deadline_ms,

@@ -16,8 +16,11 @@ use std::sync::Arc;
 use tokio::sync::Mutex;
 
 /// Stop starting new batches this long before the Lambda deadline, leaving
-/// time for the calls in flight and the final checkpoint write.
+/// time for the calls in flight and the final checkpoint write...
 pub const DEFAULT_DEADLINE_MARGIN_MS: i64 = 10_000;
+/// ...but never more than a fifth of the invocation's time, nor less than
+/// this: with Lambda's default 3-second timeout a fixed 10 s would ship nothing.
+const MIN_DEADLINE_MARGIN_MS: i64 = 200;
 
 /// What the runtime tells us about this invocation.
 #[derive(Debug, Clone)]
@@ -91,6 +94,8 @@ pub struct InvocationShared<'a, C> {
     /// One turn at a time per log stream, in record order, so chunks of a file
     /// delivered together land in file order even where timestamps tie.
     streams: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// How long before the deadline no new batch starts, for this invocation.
+    pub(crate) margin_ms: i64,
 }
 
 impl<'a, C: CheckpointStore> InvocationShared<'a, C> {
@@ -143,9 +148,18 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
     /// for S3 and EventBridge a summary, or an error when any record failed.
     pub async fn handle(&self, event: &Value, inv: &Invocation) -> Result<Value, HandlerError> {
         let trigger = trigger::parse(event)?;
+        let budget = inv.deadline_ms - chrono::Utc::now().timestamp_millis();
+        tracing::info!(
+            request_id = inv.request_id,
+            budget_ms = budget,
+            "invocation"
+        );
         let checkpoints = InvocationShared {
             map: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
+            margin_ms: (budget / 5)
+                .min(self.deadline_margin_ms)
+                .max(MIN_DEADLINE_MARGIN_MS),
         };
         let reports: Vec<(RecordReport, bool)> =
             futures::stream::iter(trigger.records.iter().enumerate())

@@ -187,7 +187,7 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
         }
 
         let result = self
-            .stream_object(obj, &key, &key_str, shipped, inv, &cp)
+            .stream_object(obj, &key, shipped, inv, &cp, checkpoints.margin_ms)
             .await;
         // Finish or hand back the range in one write: shipped on success; on
         // failure the lease is released so the retry need not wait for expiry.
@@ -216,11 +216,13 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
         &self,
         obj: &ObjectRef,
         key: &ChunkKey,
-        key_str: &str,
         shipped: RangeSet,
         inv: &Invocation,
         cp: &Checkpointer<'_, C>,
+        margin_ms: i64,
     ) -> Result<ObjectOutcome, ObjectError> {
+        // Only canonical keys parse, so this is the key as stored.
+        let key_str = &key.to_string();
         let object = match self.objects.get(&obj.bucket, key_str).await {
             Ok(o) => o,
             Err(PortError::NotFound(detail)) => {
@@ -262,6 +264,7 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
             in_flight: FuturesUnordered::new(),
             report: ShipReport::default(),
             spare: None,
+            margin_ms,
         };
 
         let mut body = object.body;
@@ -348,6 +351,7 @@ struct Run<'a, O, C, L, F> {
     report: ShipReport,
     /// A delivered batch, to hand back to the pipeline for reuse.
     spare: Option<Batch>,
+    margin_ms: i64,
 }
 
 impl<'a, O, C, L> Run<'a, O, C, L, futures::future::BoxFuture<'a, Sent>>
@@ -358,7 +362,7 @@ where
 {
     async fn send_all(&mut self, batches: Vec<Batch>) -> Result<(), ObjectError> {
         for batch in batches {
-            if now_ms() + self.shipper.deadline_margin_ms >= self.inv.deadline_ms {
+            if now_ms() + self.margin_ms >= self.inv.deadline_ms {
                 return Err(ObjectError::Deadline {
                     key: self.key_str.to_string(),
                 });

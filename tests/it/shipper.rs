@@ -415,11 +415,14 @@ async fn deadline_stops_early_and_the_retry_resumes() {
     let content = logdrop::generate::access_log(3 << 20, 9, hours_ago(2));
     let key = rig.upload_chunk(file, &content, 0, content.len()).await;
     let event = rig.s3_event(std::slice::from_ref(&key));
-    let mut late = rig.shipper();
-    // As if only the safety margin were left: nothing new may start.
-    late.deadline_margin_ms = 700_000;
-    let err = late
-        .handle(&event, &inv("late"))
+    // Already past the deadline: nothing new may start.
+    let late = logdrop::shipper::Invocation {
+        request_id: "late".into(),
+        deadline_ms: chrono::Utc::now().timestamp_millis() - 1,
+    };
+    let err = rig
+        .shipper()
+        .handle(&event, &late)
         .await
         .expect_err("deadline");
     assert!(err.to_string().contains("deadline"), "{err}");

@@ -24,7 +24,7 @@ pub fn push_escaped(out: &mut String, mut bytes: &[u8]) -> usize {
             }
             Err(e) => {
                 let (good, rest) = bytes.split_at(e.valid_up_to());
-                // SAFETY-free: `valid_up_to` guarantees `good` is UTF-8.
+                // `valid_up_to` guarantees `good` is UTF-8: this cannot fail.
                 out.push_str(std::str::from_utf8(good).unwrap_or_default());
                 let bad = e.error_len().unwrap_or(rest.len());
                 for b in &rest[..bad] {

@@ -154,7 +154,7 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
             budget_ms = budget,
             "invocation"
         );
-        let checkpoints = InvocationShared {
+        let shared = InvocationShared {
             map: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
             margin_ms: (budget / 5)
@@ -163,7 +163,7 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
         };
         let reports: Vec<(RecordReport, bool)> =
             futures::stream::iter(trigger.records.iter().enumerate())
-                .map(|(i, r)| self.record(r, i, inv, &checkpoints))
+                .map(|(i, r)| self.record(r, i, inv, &shared))
                 .buffered(self.config.object_concurrency)
                 .collect()
                 .await;
@@ -202,7 +202,7 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
         record: &Record,
         index: usize,
         inv: &Invocation,
-        checkpoints: &InvocationShared<'a, C>,
+        shared: &InvocationShared<'a, C>,
     ) -> (RecordReport, bool) {
         let mut report = RecordReport {
             id: record.id.clone(),
@@ -225,7 +225,7 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
         };
         for (j, obj) in objects.iter().enumerate() {
             let owner = format!("{}/{index}.{j}", inv.request_id);
-            match self.ship_object(obj, inv, &owner, checkpoints).await {
+            match self.ship_object(obj, inv, &owner, shared).await {
                 Ok(outcome) => report.objects.push(outcome),
                 Err(e) => {
                     let retryable = e.is_retryable();

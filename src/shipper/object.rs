@@ -121,7 +121,7 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
         obj: &ObjectRef,
         inv: &Invocation,
         owner: &str,
-        checkpoints: &crate::shipper::handler::InvocationShared<'a, C>,
+        shared: &crate::shipper::handler::InvocationShared<'a, C>,
     ) -> Result<ObjectOutcome, ObjectError> {
         let key_str = decode_notification_key(&obj.raw_key, &self.config.key_prefix);
         if key_str.starts_with(&format!("{}/", self.config.checkpoint_prefix)) {
@@ -149,10 +149,10 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
             .checkpoint_bucket
             .clone()
             .unwrap_or_else(|| obj.bucket.clone());
-        let _turn = checkpoints
+        let _turn = shared
             .stream_turn(&self.config.stream_template.render(&key.task(), &key))
             .await;
-        let cp = checkpoints.get(self, &bucket, &key).await;
+        let cp = shared.get(self, &bucket, &key).await;
         let checkpoint_error = |source| ObjectError::Checkpoint {
             key: key_str.clone(),
             source,
@@ -187,7 +187,7 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
         }
 
         let result = self
-            .stream_object(obj, &key, shipped, inv, &cp, checkpoints.margin_ms)
+            .stream_object(obj, &key, shipped, inv, &cp, shared.margin_ms)
             .await;
         // Finish or hand back the range in one write: shipped on success; on
         // failure the lease is released so the retry need not wait for expiry.

@@ -6,5 +6,6 @@ pub mod escape;
 pub mod events;
 pub mod keys;
 pub mod ranges;
+pub mod segment;
 pub mod split;
 pub mod timestamp;

@@ -1,24 +1,31 @@
 //! The sidecar: follows Tomcat's log files and uploads them to S3 as gzip
 //! chunks cut at event boundaries, remembering its offsets on disk.
+//!
+//! `Sidecar` loops over the followed files (`followed::Followed`, one per
+//! name); `run` takes the shutdown future, so the binary only wires.
 
 pub mod chunk;
 pub mod config;
+pub mod followed;
 pub mod identity;
+pub mod prune;
 pub mod state;
 pub mod tail;
 pub mod upload;
 
+pub use chunk::Mode;
 pub use config::Config;
 
 use crate::core::keys::ChunkKey;
-use crate::core::split::Format;
 use crate::ports::{ObjectStore, PortError};
-use chunk::{Urgency, find_cut, gzip_range};
-use state::{FileState, State, StateError, StateFile};
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::time::{Duration, Instant};
-use tail::{Change, Seen};
+use chunk::{decide, find_cut, gzip_range};
+use followed::Followed;
+use state::{FileRecord, StateDir, StateError, TaskDoc};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::io;
+use std::time::{Instant, SystemTime};
+use tail::{Change, Restore, Scan};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SidecarError {
@@ -36,37 +43,8 @@ pub enum SidecarError {
         #[source]
         source: PortError,
     },
-    #[error("reading {name}: {source}")]
-    Read {
-        name: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// A file being followed: one generation of one name.
-struct Followed {
-    file: File,
-    state: FileState,
-    format: Format,
-    /// When unshipped bytes were first seen (the age rule's clock).
-    pending_since: Option<Instant>,
-    /// The last shipped bytes. A file truncated and rewritten past the offset
-    /// between two looks keeps its size; these bytes then differ.
-    fingerprint: Vec<u8>,
-}
-
-/// How many shipped bytes the fingerprint keeps.
-const FINGERPRINT_BYTES: u64 = 32;
-
-fn fingerprint(file: &File, offset: u64) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
-    let start = offset.saturating_sub(FINGERPRINT_BYTES);
-    let mut buf = vec![0u8; (offset - start) as usize];
-    match file.read_exact_at(&mut buf, start) {
-        Ok(()) => buf,
-        Err(_) => Vec::new(),
-    }
+    #[error("not shipped: {0}")]
+    LeftBehind(String),
 }
 
 /// Counters for the periodic summary line.
@@ -77,146 +55,172 @@ pub struct Totals {
     pub failed_attempts: u64,
 }
 
-/// How a pass over the files treats data that is not yet due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// The size and age rules decide.
-    Follow,
-    /// Ship everything now (shutdown, `--once`).
-    Drain,
-}
-
-pub struct Sidecar<S> {
+/// What the loop over the files shares: the store, the rules, the counters.
+struct Ctx<S> {
     store: S,
     config: Config,
     cluster: String,
     task_id: String,
-    state_file: StateFile,
-    followed: BTreeMap<String, Followed>,
-    /// Generations used by names not followed now, so a reappearing name never reuses one.
-    retired: BTreeMap<String, FileState>,
-    pub totals: Totals,
+    totals: Totals,
     /// Upload attempts before giving up (`None`: keep trying; `--once` sets a limit).
-    pub max_attempts: Option<u32>,
-    /// What was last written to the state file.
-    saved: Option<State>,
+    max_attempts: Option<u32>,
+    /// No upload runs past this (the shutdown grace).
+    deadline: Option<Instant>,
+    /// `--once`: each file's length when it started, by (device, inode).
+    limits: Option<HashMap<(u64, u64), u64>>,
+}
+
+impl<S> Ctx<S> {
+    /// The bytes of `f` this run ships: all of them, or with `--once` what was there at its start.
+    fn limit(&self, f: &Followed, len: u64) -> u64 {
+        let id = f.record.identity;
+        match &self.limits {
+            None => len,
+            Some(l) => len.min(
+                l.get(&(id.dev.unwrap_or_default(), id.inode))
+                    .copied()
+                    .unwrap_or(0),
+            ),
+        }
+    }
+}
+
+pub struct Sidecar<S> {
+    ctx: Ctx<S>,
+    state: StateDir,
+    followed: BTreeMap<String, Followed>,
+    /// Finished generations of names not followed now, so a reappearing name never reuses one.
+    retired: BTreeMap<String, FileRecord>,
+    /// Names that could not be looked at, already logged.
+    noted: BTreeSet<String>,
+    /// Open handles allowed at once (from RLIMIT_NOFILE).
+    max_open: usize,
+}
+
+/// What a pass did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Progress {
+    /// Bytes seen and not shipped remain.
+    pub left: bool,
+    /// Bytes shipped by this pass.
+    pub shipped: u64,
+}
+
+/// Why one file's shipping stopped.
+enum Stop {
+    /// This file only (unreadable, vanished): the others keep shipping.
+    File(io::Error),
+    /// Every file (state cannot be recorded, S3 refused past the limits).
+    All(SidecarError),
+}
+
+impl From<StateError> for Stop {
+    fn from(e: StateError) -> Self {
+        Stop::All(e.into())
+    }
 }
 
 impl<S: ObjectStore> Sidecar<S> {
-    /// Loads the saved state and re-uploads any chunk that was in flight at a crash.
+    /// Loads the saved state and matches each record with the file under its
+    /// name now. An interrupted upload is redone before anything new is cut.
     pub async fn start(
         store: S,
         config: Config,
         cluster: String,
         task_id: String,
     ) -> Result<Self, SidecarError> {
-        let state_file = StateFile::new(&config.state_dir);
-        let saved = state_file.load()?.filter(|s| {
-            let same = s.cluster == cluster && s.task_id == task_id;
-            if !same {
+        let mut state = StateDir::new(&config.state_dir);
+        let records = match state.load()? {
+            Some(s) if s.task.cluster == cluster && s.task.task_id == task_id => s.files,
+            Some(s) => {
                 tracing::warn!(
-                    saved_task = s.task_id,
+                    saved_task = s.task.task_id,
                     "state belongs to another task; starting afresh"
                 );
+                state.reset()?;
+                BTreeMap::new()
             }
-            same
-        });
+            None => BTreeMap::new(),
+        };
+        state.save_task(&TaskDoc {
+            version: state::STATE_VERSION,
+            cluster: cluster.clone(),
+            task_id: task_id.clone(),
+        })?;
         let mut me = Sidecar {
-            store,
-            config,
-            cluster,
-            task_id,
-            state_file,
+            ctx: Ctx {
+                store,
+                config,
+                cluster,
+                task_id,
+                totals: Totals::default(),
+                max_attempts: None,
+                deadline: None,
+                limits: None,
+            },
+            state,
             followed: BTreeMap::new(),
             retired: BTreeMap::new(),
-            totals: Totals::default(),
-            max_attempts: None,
-            saved: None,
+            noted: BTreeSet::new(),
+            max_open: open_file_budget(),
         };
-        let seen = me.scan()?;
-        for (name, fs) in saved.map(|s| s.files).unwrap_or_default() {
-            let now = seen.iter().find(|s| s.name == name);
-            let reopened = now
-                .filter(|s| s.inode == fs.inode && s.len >= fs.offset)
-                .and_then(|s| tail::open(&me.config.log_dir, s).ok().flatten());
-            match reopened {
-                Some(file) => {
-                    let format = Format::for_file(&name);
-                    let fingerprint = fingerprint(&file, fs.offset);
-                    me.followed.insert(
-                        name,
-                        Followed {
-                            file,
-                            state: fs,
-                            format,
-                            pending_since: None,
-                            fingerprint,
-                        },
-                    );
+        let scan = me.scan()?;
+        for (name, mut rec) in records {
+            let now = scan.get(&name);
+            match tail::restore(&rec, now) {
+                Restore::Resume => {
+                    me.followed
+                        .insert(name, Followed::restored(rec, now.cloned()));
                 }
-                None => {
-                    if fs.offset > 0 || fs.uploading.is_some() {
-                        tracing::warn!(
-                            file = name,
-                            generation = fs.generation,
-                            "file was replaced, truncated or deleted while the sidecar was down"
-                        );
-                    }
-                    me.retired.insert(name, fs);
+                Restore::Finished => {
+                    me.retired.insert(name, rec);
+                }
+                Restore::Lost(change) => {
+                    tracing::warn!(
+                        file = name,
+                        generation = rec.generation,
+                        shipped = rec.offset,
+                        uploading = ?rec.uploading,
+                        ?change,
+                        "file was deleted, replaced or truncated while the sidecar was down; what it held past the offset is gone"
+                    );
+                    rec.finished = true;
+                    me.state.save_file(&rec)?;
+                    me.retired.insert(name, rec);
                 }
             }
         }
-        let names: Vec<String> = me.followed.keys().cloned().collect();
-        for name in names {
-            me.finish_interrupted_upload(&name).await?;
-        }
-        me.save()?;
         Ok(me)
     }
 
-    fn scan(&self) -> Result<Vec<Seen>, SidecarError> {
-        tail::scan(&self.config.log_dir, &self.config).map_err(|source| SidecarError::LogDir {
-            dir: self.config.log_dir.display().to_string(),
+    /// Gives up on an upload after this many attempts instead of waiting forever.
+    pub fn set_max_attempts(&mut self, attempts: u32) {
+        self.ctx.max_attempts = Some(attempts);
+    }
+
+    pub fn totals(&self) -> Totals {
+        self.ctx.totals
+    }
+
+    /// Bytes written to the state so far (its cost per chunk does not grow with the files).
+    pub fn state_bytes_written(&self) -> u64 {
+        self.state.bytes_written
+    }
+
+    fn scan(&self) -> Result<Scan, SidecarError> {
+        let dir = &self.ctx.config.log_dir;
+        tail::scan(dir, &self.ctx.config).map_err(|source| SidecarError::LogDir {
+            dir: dir.display().to_string(),
             source,
         })
     }
 
-    fn snapshot(&self) -> State {
-        let mut files: BTreeMap<String, FileState> = self.retired.clone();
-        files.extend(
-            self.followed
-                .iter()
-                .map(|(n, f)| (n.clone(), f.state.clone())),
-        );
-        State {
-            version: state::STATE_VERSION,
-            cluster: self.cluster.clone(),
-            task_id: self.task_id.clone(),
-            files,
-        }
-    }
-
-    /// Persists the state if it changed since the last save: an idle pass
-    /// writes nothing.
-    fn save(&mut self) -> Result<(), SidecarError> {
-        let now = self.snapshot();
-        if self.saved.as_ref() != Some(&now) {
-            self.state_file.save(&now)?;
-            self.saved = Some(now);
-        }
-        Ok(())
-    }
-
-    /// Bytes written to the followed files and not yet in S3.
+    /// Bytes seen in the followed files and not yet in S3.
     pub fn lag_bytes(&self) -> u64 {
         self.followed
             .values()
-            .map(|f| {
-                f.file
-                    .metadata()
-                    .map_or(0, |m| m.len())
-                    .saturating_sub(f.state.offset)
-            })
+            .filter_map(Followed::unshipped)
+            .map(|(a, b)| b - a)
             .sum()
     }
 
@@ -224,224 +228,431 @@ impl<S: ObjectStore> Sidecar<S> {
         self.followed.len()
     }
 
+    /// What stayed behind, file by file: `name gen G bytes A-B`.
+    pub fn left_behind(&self) -> String {
+        self.followed
+            .values()
+            .filter_map(|f| {
+                let (a, b) = f.unshipped()?;
+                let b = self
+                    .ctx
+                    .limit(f, b)
+                    .max(f.record.uploading.map_or(0, |u| u.1));
+                (b > a).then(|| format!("{} gen {} bytes {a}-{b}", f.name(), f.record.generation))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// One pass: notice new, rotated, replaced, truncated and deleted files,
-    /// then ship what is due. Returns whether anything is left to ship.
-    pub async fn pass(&mut self, mode: Mode) -> Result<bool, SidecarError> {
-        let seen = self.scan()?;
-        let names: Vec<String> = self.followed.keys().cloned().collect();
-        for name in names {
-            let f = &self.followed[&name];
-            let now = seen.iter().find(|s| s.name == name);
-            let mut change = tail::classify(f.state.inode, f.state.offset, now);
-            if change == Change::Same && fingerprint(&f.file, f.state.offset) != f.fingerprint {
-                change = Change::Truncated;
-            }
+    /// ship what is due, prune what may go. A file that cannot be read is
+    /// logged and skipped; only the directory, the state or S3 stop a pass.
+    pub async fn pass(&mut self, mode: Mode) -> Result<Progress, SidecarError> {
+        let scan = self.scan()?;
+        self.note_skipped(&scan);
+        let before = self.ctx.totals.bytes;
+        let dir = self.ctx.config.log_dir.clone();
+        let mut open = self.followed.values().filter(|f| f.is_open()).count();
+        let mut ended = Vec::new();
+        for f in self.followed.values_mut() {
+            let was_open = f.is_open();
+            let change = f.check(&dir, scan.get(f.name()));
             match change {
-                Change::Same => {}
-                Change::Deleted | Change::Replaced => {
+                Err(e) => note_failure(f, &e),
+                Ok(Change::Same) => {
+                    if f.failing.take().is_some() {
+                        tracing::info!(file = f.name(), "the file is readable again");
+                    }
+                }
+                Ok(change @ (Change::Deleted | Change::Replaced)) => {
                     // The open handle still reads the old file: finish it first.
-                    self.ship(&name, Mode::Drain).await?;
-                    if let Some(old) = self.followed.remove(&name) {
-                        tracing::info!(
-                            file = name,
-                            generation = old.state.generation,
-                            "finished a deleted or replaced file"
-                        );
-                        self.retired.insert(name, old.state);
+                    if f.is_open() {
+                        ship(&mut self.ctx, &mut self.state, f, Mode::Drain).await?;
                     }
+                    ended.push((f.name().to_string(), change));
                 }
-                Change::Truncated => {
-                    if let Some(old) = self.followed.remove(&name) {
-                        tracing::warn!(
-                            file = name,
-                            generation = old.state.generation,
-                            shipped = old.state.offset,
-                            "file was truncated; starting a new generation"
-                        );
-                        self.retired.insert(name, old.state);
-                    }
-                }
+                Ok(Change::Truncated) => ended.push((f.name().to_string(), Change::Truncated)),
+            }
+            open = open + usize::from(f.is_open()) - usize::from(was_open);
+        }
+        for (name, change) in ended {
+            if let Some(f) = self.followed.remove(&name) {
+                self.finish(f, change)?;
             }
         }
-        for s in &seen {
-            if !self.followed.contains_key(&s.name) {
-                self.follow(s)?;
+        for s in &scan.seen {
+            if self.followed.contains_key(&s.name) {
+                continue;
             }
+            if let Some(l) = &self.ctx.limits
+                && !l.contains_key(&(s.dev, s.inode))
+            {
+                continue; // `--once`: appeared after it started
+            }
+            let generation = self.retired.remove(&s.name).map_or(0, |r| r.generation + 1);
+            tracing::info!(file = s.name, generation, "following");
+            self.followed
+                .insert(s.name.clone(), Followed::new(s, generation));
         }
         let mut left = false;
-        let names: Vec<String> = self.followed.keys().cloned().collect();
-        for name in names {
-            left |= self.ship(&name, mode).await?;
+        for f in self.followed.values_mut() {
+            if f.failing.is_some() {
+                left = true;
+                continue;
+            }
+            let was_open = f.is_open();
+            left |= ship(&mut self.ctx, &mut self.state, f, mode).await?;
+            open = open + usize::from(f.is_open()) - usize::from(was_open);
+            // Handles stay bounded: a file over the budget is reopened (and
+            // its identity checked) when it next changes.
+            if open > self.max_open && f.is_open() {
+                f.close();
+                open -= 1;
+            }
         }
-        self.save()?;
-        Ok(left)
+        if mode == Mode::Follow {
+            self.prune()?;
+        }
+        Ok(Progress {
+            left,
+            shipped: self.ctx.totals.bytes - before,
+        })
     }
 
-    fn follow(&mut self, s: &Seen) -> Result<(), SidecarError> {
-        let Some(file) =
-            tail::open(&self.config.log_dir, s).map_err(|source| SidecarError::Read {
-                name: s.name.clone(),
-                source,
-            })?
-        else {
-            return Ok(()); // swapped between scan and open: next pass
-        };
-        let generation = self.retired.remove(&s.name).map_or(0, |r| r.generation + 1);
-        tracing::info!(file = s.name, generation, "following");
-        let state = FileState {
-            generation,
-            inode: s.inode,
-            offset: 0,
-            uploading: None,
-        };
-        self.followed.insert(
-            s.name.clone(),
-            Followed {
-                file,
-                state,
-                format: Format::for_file(&s.name),
-                pending_since: None,
-                fingerprint: Vec::new(),
-            },
-        );
+    fn note_skipped(&mut self, scan: &Scan) {
+        for (name, e) in &scan.skipped {
+            if self.noted.insert(name.clone()) {
+                tracing::warn!(file = name, error = %e, "cannot look at a matching name; skipped");
+            }
+        }
+        if !self.noted.is_empty() {
+            let skipped: BTreeSet<&str> = scan.skipped.iter().map(|(n, _)| n.as_str()).collect();
+            self.noted.retain(|n| skipped.contains(n.as_str()));
+        }
+    }
+
+    /// Ends a generation: recorded, so a file under the name starts the next one.
+    fn finish(&mut self, mut f: Followed, change: Change) -> Result<(), SidecarError> {
+        let name = f.name().to_string();
+        match (change, f.unshipped()) {
+            (Change::Truncated, _) => tracing::warn!(
+                file = name,
+                generation = f.record.generation,
+                shipped = f.record.offset,
+                "file was truncated or rewritten; starting a new generation"
+            ),
+            (_, Some((a, b))) => tracing::error!(
+                file = name,
+                generation = f.record.generation,
+                start = a,
+                end = b,
+                "file was deleted or replaced while not open; these bytes were not shipped"
+            ),
+            (_, None) => tracing::info!(
+                file = name,
+                generation = f.record.generation,
+                "finished a deleted or replaced file"
+            ),
+        }
+        f.record.finished = true;
+        f.record.uploading = None;
+        self.state.save_file(&f.record)?;
+        self.retired.insert(name, f.record);
         Ok(())
     }
 
-    /// Ships the due chunks of one file; returns whether unshipped bytes remain.
-    async fn ship(&mut self, name: &str, mode: Mode) -> Result<bool, SidecarError> {
-        loop {
-            let (chunk_bytes, flush, hold) = (
-                self.config.chunk_bytes,
-                self.config.flush_interval,
-                self.config.hold_timeout,
-            );
-            let Some(f) = self.followed.get_mut(name) else {
-                return Ok(false);
-            };
-            let len = f
-                .file
-                .metadata()
-                .map_err(|source| SidecarError::Read {
-                    name: name.to_string(),
-                    source,
-                })?
-                .len();
-            if len <= f.state.offset {
-                f.pending_since = None;
-                return Ok(false);
-            }
-            let age = f.pending_since.get_or_insert_with(Instant::now).elapsed();
-            let urgency = match mode {
-                Mode::Drain => Urgency::Everything,
-                Mode::Follow if age >= flush + hold => Urgency::Everything,
-                Mode::Follow if age >= flush || len - f.state.offset >= chunk_bytes => {
-                    Urgency::WholeEvents
-                }
-                Mode::Follow => return Ok(true),
-            };
-            let start = f.state.offset;
-            let cut = find_cut(&mut f.file, f.format, start, len, chunk_bytes, urgency).map_err(
-                |source| SidecarError::Read {
-                    name: name.to_string(),
-                    source,
-                },
-            )?;
-            // Nothing to cut: held (following), or the file shrank under us (draining).
-            let Some(end) = cut else {
-                return Ok(mode == Mode::Follow);
-            };
-            self.upload(name, start, end).await?;
-            if let Some(f) = self.followed.get_mut(name) {
-                f.pending_since = (end < len).then(Instant::now);
-            }
-        }
-    }
-
-    /// Records the chunk, uploads it, then records the new offset: after a
-    /// crash the recorded chunk is uploaded again with the same key and bytes.
-    async fn upload(&mut self, name: &str, start: u64, end: u64) -> Result<(), SidecarError> {
-        let level = self.config.gzip_level;
-        let Some(f) = self.followed.get_mut(name) else {
+    /// Deletes rotated files that are fully shipped and quiet (`prune` has the rule).
+    fn prune(&mut self) -> Result<(), SidecarError> {
+        let Some(after) = self.ctx.config.prune_after else {
             return Ok(());
         };
-        let body =
-            gzip_range(&mut f.file, start, end, level).map_err(|source| SidecarError::Read {
-                name: name.to_string(),
-                source,
-            })?;
-        f.state.uploading = Some((start, end));
-        let generation = f.state.generation;
-        self.save()?;
-        let key = ChunkKey {
-            prefix: self.config.key_prefix.clone(),
-            cluster: self.cluster.clone(),
-            task_id: self.task_id.clone(),
-            file: name.to_string(),
-            generation,
-            start,
-            end,
-        }
-        .to_string();
-        let retries = upload::put_with_retry(
-            &self.store,
-            &self.config.bucket,
-            &key,
-            body.into(),
-            self.max_attempts,
-        )
-        .await
-        .map_err(|source| SidecarError::Upload {
-            key: key.clone(),
-            source,
-        })?;
-        self.totals.failed_attempts += u64::from(retries);
-        self.totals.bytes += end - start;
-        self.totals.chunks += 1;
-        if let Some(f) = self.followed.get_mut(name) {
-            f.state.offset = end;
-            f.state.uploading = None;
-            f.fingerprint = fingerprint(&f.file, end);
-        }
-        self.save()?;
-        tracing::debug!(key, bytes = end - start, "chunk uploaded");
-        Ok(())
-    }
-
-    async fn finish_interrupted_upload(&mut self, name: &str) -> Result<(), SidecarError> {
-        let Some((start, end)) = self.followed.get(name).and_then(|f| f.state.uploading) else {
-            return Ok(());
-        };
-        tracing::info!(
-            file = name,
-            start,
-            end,
-            "re-uploading the chunk that was in flight when the sidecar stopped"
-        );
-        self.upload(name, start, end).await
-    }
-
-    /// Deletes files that are fully shipped and unchanged for `prune_after`.
-    pub fn prune(&mut self) {
-        let Some(after) = self.config.prune_after else {
-            return;
-        };
-        let names: Vec<String> = self.followed.keys().cloned().collect();
+        let candidates: Vec<prune::Candidate<'_>> = self
+            .followed
+            .values()
+            .filter_map(|f| {
+                let seen = f.seen.as_ref()?;
+                Some(prune::Candidate {
+                    name: f.name(),
+                    mtime: seen.mtime,
+                    fully_shipped: f.failing.is_none()
+                        && f.record.uploading.is_none()
+                        && seen.len == f.record.offset,
+                })
+            })
+            .collect();
+        let names: Vec<String> = prune::prunable(&candidates, SystemTime::now(), after)
+            .into_iter()
+            .map(str::to_string)
+            .collect();
+        let dir = self.ctx.config.log_dir.clone();
         for name in names {
-            let f = &self.followed[&name];
-            let Ok(meta) = f.file.metadata() else {
+            let Some(f) = self.followed.get(&name) else {
                 continue;
             };
-            let idle = meta
-                .modified()
-                .ok()
-                .and_then(|m| m.elapsed().ok())
-                .unwrap_or(Duration::ZERO);
-            if meta.len() == f.state.offset && f.state.uploading.is_none() && idle >= after {
-                match std::fs::remove_file(self.config.log_dir.join(&name)) {
-                    Ok(()) => tracing::info!(file = name, "pruned a fully shipped file"),
-                    Err(e) => tracing::warn!(file = name, error = %e, "could not prune"),
+            // Looked at again just before: still this file, still fully shipped.
+            let still = tail::scan_one(&dir, &name).ok().flatten().is_some_and(|s| {
+                f.record.identity.matches(s.dev, s.inode) && s.len == f.record.offset
+            });
+            if !still {
+                continue;
+            }
+            match std::fs::remove_file(dir.join(&name)) {
+                Ok(()) => {
+                    tracing::info!(file = name, "pruned a fully shipped file");
+                    if let Some(f) = self.followed.remove(&name) {
+                        let mut rec = f.record;
+                        rec.finished = true;
+                        self.state.save_file(&rec)?;
+                        self.retired.insert(name, rec);
+                    }
                 }
+                Err(e) => tracing::warn!(file = name, error = %e, "could not prune"),
+            }
+        }
+        Ok(())
+    }
+
+    /// Passes until nothing is left, or nothing more can be shipped.
+    async fn drain(&mut self) -> Result<(), SidecarError> {
+        loop {
+            let p = self.pass(Mode::Drain).await?;
+            if !p.left || p.shipped == 0 {
+                return Ok(());
             }
         }
     }
+
+    /// `--once`: ships what the files held when it started (held partial
+    /// events included), then returns; an error names what stayed behind.
+    pub async fn once(&mut self) -> Result<(), SidecarError> {
+        let scan = self.scan()?;
+        self.ctx.limits = Some(
+            scan.seen
+                .iter()
+                .map(|s| ((s.dev, s.inode), s.len))
+                .collect(),
+        );
+        self.drain().await?;
+        let left = self.left_behind();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(SidecarError::LeftBehind(left))
+        }
+    }
+
+    /// Follows the files until `shutdown` completes, then ships what is held
+    /// within the shutdown grace. Returns what stayed behind (empty: nothing).
+    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> String {
+        tokio::pin!(shutdown);
+        let config = self.ctx.config.clone();
+        let mut last_summary = Instant::now();
+        let mut last_error: Option<(String, Instant)> = None;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                r = async {
+                    tokio::time::sleep(config.poll_interval).await;
+                    self.pass(Mode::Follow).await
+                } => if let Err(e) = r {
+                    // Logged when it changes, then once a minute, not every poll.
+                    let text = e.to_string();
+                    let quiet = last_error.as_ref().is_some_and(|(t, at)| {
+                        *t == text && at.elapsed() < std::time::Duration::from_secs(60)
+                    });
+                    if !quiet {
+                        tracing::error!(error = text, "pass failed; retrying");
+                        last_error = Some((text, Instant::now()));
+                    }
+                },
+            }
+            if last_summary.elapsed() >= config.summary_interval {
+                self.summary();
+                last_summary = Instant::now();
+            }
+        }
+        self.stop().await
+    }
+
+    /// Ships everything held, within the shutdown grace; the last line names
+    /// what stayed behind.
+    pub async fn stop(&mut self) -> String {
+        let grace = self.ctx.config.shutdown_grace;
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "stopping: shipping everything held"
+        );
+        let deadline = Instant::now() + grace;
+        self.ctx.deadline = Some(deadline);
+        match tokio::time::timeout_at(deadline.into(), self.drain()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "could not ship everything before stopping"),
+            Err(_) => tracing::error!("the shutdown grace ran out"),
+        }
+        self.summary();
+        let left = self.left_behind();
+        if left.is_empty() {
+            tracing::info!("stopped; everything seen was shipped");
+        } else {
+            tracing::error!(
+                left,
+                "stopped with data not shipped: a stopped task does not restart, so unless a sidecar reads this volume again it is lost"
+            );
+        }
+        left
+    }
+
+    pub fn summary(&self) {
+        let t = self.ctx.totals;
+        tracing::info!(
+            bytes = t.bytes,
+            chunks = t.chunks,
+            failed_attempts = t.failed_attempts,
+            lag_bytes = self.lag_bytes(),
+            files = self.followed_files(),
+            "summary"
+        );
+    }
 }
+
+fn note_failure(f: &mut Followed, e: &io::Error) {
+    if f.fail(e.to_string()) {
+        tracing::warn!(file = f.name(), error = %e, "cannot read the file; the other files keep shipping");
+    }
+}
+
+/// Ships the due chunks of one file, the recorded upload first; returns
+/// whether unshipped bytes remain. A read error stays with the file.
+async fn ship<S: ObjectStore>(
+    ctx: &mut Ctx<S>,
+    state: &mut StateDir,
+    f: &mut Followed,
+    mode: Mode,
+) -> Result<bool, SidecarError> {
+    match ship_file(ctx, state, f, mode).await {
+        Ok(left) => Ok(left),
+        Err(Stop::File(e)) => {
+            note_failure(f, &e);
+            Ok(true)
+        }
+        Err(Stop::All(e)) => Err(e),
+    }
+}
+
+async fn ship_file<S: ObjectStore>(
+    ctx: &mut Ctx<S>,
+    state: &mut StateDir,
+    f: &mut Followed,
+    mode: Mode,
+) -> Result<bool, Stop> {
+    let dir = ctx.config.log_dir.clone();
+    loop {
+        if let Some((start, end)) = f.record.uploading {
+            tracing::info!(
+                file = f.name(),
+                start,
+                end,
+                "re-uploading the chunk that was in flight when the upload stopped"
+            );
+            upload(ctx, state, f, start, end).await?;
+            continue;
+        }
+        let Some(h) = f.handle(&dir).map_err(Stop::File)? else {
+            return Ok(false); // replaced since the look: the next pass finishes it
+        };
+        let len = h.metadata().map_err(Stop::File)?.len();
+        let available = ctx.limit(f, len);
+        let start = f.record.offset;
+        let pending = available.saturating_sub(start);
+        if pending == 0 {
+            f.pending_since = None;
+            return Ok(false);
+        }
+        let age = f.pending_since.get_or_insert_with(Instant::now).elapsed();
+        let Some(urgency) = decide(mode, ctx.config.due(), age, pending) else {
+            return Ok(true);
+        };
+        let format = f.format;
+        let Some(h) = f.handle(&dir).map_err(Stop::File)? else {
+            return Ok(false);
+        };
+        let cut = find_cut(h, format, start, available, ctx.config.chunk_bytes, urgency)
+            .map_err(Stop::File)?;
+        // Nothing to cut: held (following), or the file shrank under us (draining).
+        let Some(end) = cut else {
+            return Ok(mode == Mode::Follow);
+        };
+        upload(ctx, state, f, start, end).await?;
+        f.pending_since = (end < available).then(Instant::now);
+    }
+}
+
+/// Records the chunk, uploads it, then records the new offset: after a crash
+/// or a cancelled upload the recorded chunk is uploaded again, same key and bytes.
+async fn upload<S: ObjectStore>(
+    ctx: &mut Ctx<S>,
+    state: &mut StateDir,
+    f: &mut Followed,
+    start: u64,
+    end: u64,
+) -> Result<(), Stop> {
+    let dir = ctx.config.log_dir.clone();
+    let Some(h) = f.handle(&dir).map_err(Stop::File)? else {
+        return Err(Stop::File(io::Error::other("replaced before its upload")));
+    };
+    let body = gzip_range(h, start, end, ctx.config.gzip_level).map_err(Stop::File)?;
+    if f.record.uploading != Some((start, end)) {
+        f.record.uploading = Some((start, end));
+        state.save_file(&f.record)?;
+    }
+    let key = ChunkKey {
+        prefix: ctx.config.key_prefix.clone(),
+        cluster: ctx.cluster.clone(),
+        task_id: ctx.task_id.clone(),
+        file: f.name().to_string(),
+        generation: f.record.generation,
+        start,
+        end,
+    }
+    .to_string();
+    let retries = upload::put_with_retry(
+        &ctx.store,
+        &ctx.config.bucket,
+        &key,
+        body.into(),
+        ctx.max_attempts,
+        ctx.deadline,
+    )
+    .await
+    .map_err(|source| {
+        Stop::All(SidecarError::Upload {
+            key: key.clone(),
+            source,
+        })
+    })?;
+    ctx.totals.failed_attempts += u64::from(retries);
+    ctx.totals.bytes += end - start;
+    ctx.totals.chunks += 1;
+    f.shipped(end);
+    state.save_file(&f.record)?;
+    tracing::debug!(key, bytes = end - start, "chunk uploaded");
+    Ok(())
+}
+
+/// How many log files may be open at once: half the soft RLIMIT_NOFILE (read
+/// from /proc, no unsafe code), the rest left to sockets and the state.
+fn open_file_budget() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<usize>().ok())
+        })
+        .unwrap_or(1024);
+    (soft / 2).clamp(8, 4096)
+}
+
+#[cfg(test)]
+mod tests;

@@ -106,10 +106,10 @@ impl SidecarRig {
                             return Err(std::io::Error::last_os_error());
                         }
                     }
-                    if let Some(u) = uid {
-                        if libc::setgid(u) != 0 || libc::setuid(u) != 0 {
-                            return Err(std::io::Error::last_os_error());
-                        }
+                    if let Some(u) = uid
+                        && (libc::setgid(u) != 0 || libc::setuid(u) != 0)
+                    {
+                        return Err(std::io::Error::last_os_error());
                     }
                     Ok(())
                 });
@@ -117,7 +117,6 @@ impl SidecarRig {
         }
         cmd
     }
-
 
     pub fn spawn(&self) -> Running {
         Running(self.command(&[]).spawn().expect("spawn sidecar"))

@@ -142,11 +142,16 @@ impl<S: ObjectStore> Sidecar<S> {
             }
             None => BTreeMap::new(),
         };
-        state.save_task(&TaskDoc {
+        let task = TaskDoc {
             version: state::STATE_VERSION,
             cluster: cluster.clone(),
             task_id: task_id.clone(),
-        })?;
+        };
+        if let Err(e) = state.save_task(&task) {
+            // A full or read-only state directory may recover: nothing is
+            // uploaded before it can be recorded, and each pass tries again.
+            tracing::error!(error = %e, "cannot write the state; nothing is uploaded until it can be");
+        }
         let mut me = Sidecar {
             ctx: Ctx {
                 store,

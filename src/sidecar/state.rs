@@ -93,6 +93,9 @@ pub struct StateDir {
     dir: PathBuf,
     /// Bytes written so far, to show that a write's cost does not grow with the files.
     pub bytes_written: u64,
+    /// A task document not written yet (the directory was not writable): it
+    /// goes first, so no record is ever on disk without its task.
+    pending_task: Option<TaskDoc>,
 }
 
 fn record_file(name: &str) -> String {
@@ -107,6 +110,7 @@ impl StateDir {
         StateDir {
             dir: dir.to_path_buf(),
             bytes_written: 0,
+            pending_task: None,
         }
     }
 
@@ -233,13 +237,25 @@ impl StateDir {
         }
     }
 
+    /// Writes the task document; when that fails it is kept and written
+    /// before the next record.
     pub fn save_task(&mut self, task: &TaskDoc) -> Result<(), StateError> {
-        let dir = self.dir.clone();
-        self.write_atomic(&dir, TASK_FILE, task)
+        self.pending_task = Some(task.clone());
+        self.write_pending_task()
+    }
+
+    fn write_pending_task(&mut self) -> Result<(), StateError> {
+        if let Some(task) = self.pending_task.clone() {
+            let dir = self.dir.clone();
+            self.write_atomic(&dir, TASK_FILE, &task)?;
+            self.pending_task = None;
+        }
+        Ok(())
     }
 
     /// Writes one file's record; the cost is that record's size alone.
     pub fn save_file(&mut self, rec: &FileRecord) -> Result<(), StateError> {
+        self.write_pending_task()?;
         let dir = self.dir.join(FILES_DIR);
         self.write_atomic(&dir, &record_file(&rec.name), rec)
     }

@@ -210,6 +210,7 @@ async fn recording_a_chunk_costs_the_same_with_many_files() {
         s.pass(Mode::Drain).await.unwrap();
         costs.push(s.state_bytes_written() - before);
     }
+    eprintln!("state bytes written for one chunk: {costs:?}");
     assert_eq!(costs[0], costs[1], "bytes of state written for one chunk");
     assert!(costs[0] > 0 && costs[0] < 2048, "{costs:?}");
 }

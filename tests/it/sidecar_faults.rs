@@ -304,9 +304,10 @@ async fn thousands_of_files_under_a_low_open_file_limit() {
     }
 }
 
-/// A state directory the sidecar cannot write: nothing is uploaded (an upload
-/// must be recorded first), the error names the path, and once writable every
-/// byte ships exactly once.
+/// A state directory the sidecar cannot write (read-only here; a full disk
+/// fails the same writes, see `state::tests`): nothing is uploaded (an upload
+/// must be recorded first), the error names the path, and once it is writable
+/// every byte ships exactly once, without a restart.
 #[tokio::test]
 async fn a_read_only_state_dir_uploads_nothing_until_writable() {
     let mut s = SidecarRig::new("sc-state-ro").await;
@@ -327,8 +328,18 @@ async fn a_read_only_state_dir_uploads_nothing_until_writable() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains(&state.display().to_string()), "{err}");
     assert!(s.chunks().await.is_empty());
+    // Running, it keeps trying, and ships once the directory is writable.
+    let mut child = s.spawn();
+    wait_for_log(&s, "pass failed; retrying").await;
+    assert!(s.chunks().await.is_empty());
     chown_nobody(&state);
-    s.once();
+    wait_until_shipped(&s, file, 0, content.len() as u64).await;
+    signal(&child, libc::SIGTERM);
+    assert!(
+        wait_exit(&mut child, Duration::from_secs(30))
+            .expect("exits")
+            .success()
+    );
     assert_tiles(&s.chunks().await[&(file.into(), 0)], &content, file);
 }
 

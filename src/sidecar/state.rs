@@ -10,7 +10,7 @@
 //! A version 1 `state.json` (one document for every file) is read once and
 //! rewritten as version 2 records.
 
-use crate::sidecar::followed::{Fingerprint, Identity};
+use crate::sidecar::fingerprint::{Fingerprint, Identity, fnv1a};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -99,10 +99,7 @@ pub struct StateDir {
 }
 
 fn record_file(name: &str) -> String {
-    format!(
-        "{:016x}.json",
-        crate::sidecar::followed::fnv1a(name.as_bytes())
-    )
+    format!("{:016x}.json", fnv1a(name.as_bytes()))
 }
 
 impl StateDir {

@@ -148,7 +148,7 @@ mod tests {
             })
         };
         let mut rec = FileRecord {
-            identity: crate::sidecar::followed::Identity {
+            identity: crate::sidecar::fingerprint::Identity {
                 dev: Some(7),
                 inode: 1,
             },

@@ -6,6 +6,7 @@ use super::*;
 use crate::config::Env;
 use crate::core::keys::ChunkKey;
 use crate::memory::MemoryStore;
+use crate::ports::PortError;
 use std::io::{Read, Write};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -111,7 +111,9 @@ impl<S: ObjectStore> Sidecar<S> {
                         "file was deleted, replaced or truncated while the sidecar was down; what it held past the offset is gone"
                     );
                     rec.finished = true;
-                    me.state.save_file(&rec)?;
+                    if let Err(e) = me.state.save_file(&rec) {
+                        tracing::error!(error = %e, file = name, "cannot record the end of a generation yet");
+                    }
                     me.retired.insert(name, rec);
                 }
             }
@@ -282,8 +284,11 @@ impl<S: ObjectStore> Sidecar<S> {
         }
         f.record.finished = true;
         f.record.uploading = None;
-        self.state.save_file(&f.record)?;
-        self.retired.insert(name, f.record);
+        // Retired in memory even if the write fails: the name's next file
+        // takes the next generation, and the record written with its first
+        // chunk says so on disk.
+        let rec = self.retired.entry(name).insert_entry(f.record);
+        self.state.save_file(rec.get())?;
         Ok(())
     }
 
@@ -328,8 +333,8 @@ impl<S: ObjectStore> Sidecar<S> {
                     if let Some(f) = self.followed.remove(&name) {
                         let mut rec = f.record;
                         rec.finished = true;
-                        self.state.save_file(&rec)?;
-                        self.retired.insert(name, rec);
+                        let rec = self.retired.entry(name).insert_entry(rec);
+                        self.state.save_file(rec.get())?;
                     }
                 }
                 Err(e) => tracing::warn!(file = name, error = %e, "could not prune"),

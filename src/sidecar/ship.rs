@@ -143,9 +143,13 @@ async fn upload<S: ObjectStore>(
         return Err(Stop::File(io::Error::other("replaced before its upload")));
     };
     let body = gzip_range(h, start, end, ctx.config.gzip_level).map_err(Stop::File)?;
+    // In memory only once on disk: a recorded intent is what allows a re-upload
+    // without recording it again.
     if f.record.uploading != Some((start, end)) {
-        f.record.uploading = Some((start, end));
-        state.save_file(&f.record)?;
+        let mut rec = f.record.clone();
+        rec.uploading = Some((start, end));
+        state.save_file(&rec)?;
+        f.record = rec;
     }
     let key = ChunkKey {
         prefix: ctx.config.key_prefix.clone(),

@@ -98,6 +98,14 @@ pub struct StateDir {
     pending_task: Option<TaskDoc>,
 }
 
+/// The temporary file a record of `name` is written through (tests point it at /dev/full).
+#[cfg(test)]
+pub(crate) fn record_tmp(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir
+        .join(FILES_DIR)
+        .join(format!("{}.tmp", record_file(name)))
+}
+
 fn record_file(name: &str) -> String {
     format!("{:016x}.json", fnv1a(name.as_bytes()))
 }

@@ -248,3 +248,34 @@ async fn pruning_spares_the_newest_file_of_a_series_and_can_be_off() {
         assert!(new.exists(), "{setting:?}: the newest file was pruned");
     }
 }
+
+#[tokio::test]
+async fn nothing_is_uploaded_while_the_state_cannot_be_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::default();
+    let name = "catalina.2026-11-24.log";
+    let path = dir.path().join(name);
+    let a = juli(3, "a");
+    append(&path, &a);
+    let config = config(dir.path(), &[]);
+    let tmp = state::record_tmp(&config.state_dir, name);
+    let mut s = sidecar(&store, config).await;
+    s.pass(Mode::Drain).await.unwrap();
+    let puts = store.keys().len();
+    // A full disk: writing the record fails with ENOSPC.
+    std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+    let b = juli(2, "b");
+    append(&path, &b);
+    for _ in 0..2 {
+        let e = s.pass(Mode::Drain).await.unwrap_err();
+        assert!(e.to_string().contains(&tmp.display().to_string()), "{e}");
+    }
+    assert_eq!(
+        store.keys().len(),
+        puts,
+        "uploaded without a recorded intent"
+    );
+    std::fs::remove_file(&tmp).unwrap();
+    s.pass(Mode::Drain).await.unwrap();
+    store.assert_tiles(name, 0, &[a, b].concat());
+}

@@ -202,6 +202,10 @@ impl<S: ObjectStore> Sidecar<S> {
                 Ok(Change::Truncated) => ended.push((f.name().to_string(), Change::Truncated)),
             }
             open = open + usize::from(f.is_open()) - usize::from(was_open);
+            if open > self.max_open && f.is_open() {
+                f.close(); // checked; shipping reopens it
+                open -= 1;
+            }
         }
         for (name, change) in ended {
             if let Some(f) = self.followed.remove(&name) {

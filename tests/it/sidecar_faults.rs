@@ -174,8 +174,11 @@ async fn once_ships_what_was_there_when_it_started() {
         }
         Instant::now() < until
     });
-    let status = s.command(&["--once"]).status().expect("run --once");
+    let mut once = Running(s.command(&["--once"]).spawn().expect("run --once"));
+    // A hang guard: it ships a few hundred KiB.
+    let status = wait_exit(&mut once, Duration::from_secs(90));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let status = status.unwrap_or_else(|| panic!("--once still running after 90 s\n{}", s.log()));
     assert!(
         writer.join().unwrap(),
         "--once ran until the writer gave up\n{}",

@@ -152,6 +152,16 @@ impl<S: ObjectStore> Sidecar<S> {
             .sum()
     }
 
+    /// Log files open now (at most half of RLIMIT_NOFILE after each pass).
+    pub fn open_files(&self) -> usize {
+        self.followed.values().filter(|f| f.is_open()).count()
+    }
+
+    #[cfg(test)]
+    fn set_max_open(&mut self, n: usize) {
+        self.max_open = n;
+    }
+
     pub fn followed_files(&self) -> usize {
         self.followed.len()
     }

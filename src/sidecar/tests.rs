@@ -279,3 +279,30 @@ async fn nothing_is_uploaded_while_the_state_cannot_be_written() {
     s.pass(Mode::Drain).await.unwrap();
     store.assert_tiles(name, 0, &[a, b].concat());
 }
+
+#[tokio::test]
+async fn open_handles_stay_within_the_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let names: Vec<String> = (0..40).map(|i| format!("f{i:02}.log")).collect();
+    for n in &names {
+        append(&dir.path().join(n), b"one\n");
+    }
+    let store = Recording::default();
+    let extra = [
+        ("LOGDROP_FLUSH_INTERVAL", "0s"),
+        ("LOGDROP_HOLD_TIMEOUT", "0s"),
+    ];
+    let mut s = sidecar(&store, config(dir.path(), &extra)).await;
+    s.set_max_open(8);
+    for round in 0..3 {
+        for n in &names {
+            append(&dir.path().join(n), format!("round {round}\n").as_bytes());
+        }
+        s.pass(Mode::Follow).await.unwrap();
+        assert!(s.open_files() <= 8, "{} files open", s.open_files());
+        assert_eq!(s.lag_bytes(), 0, "round {round}");
+    }
+    for n in &names {
+        store.assert_tiles(n, 0, b"one\nround 0\nround 1\nround 2\n");
+    }
+}

@@ -26,7 +26,7 @@ use ship::{Ctx, note_failure, open_file_budget, ship};
 use state::{FileRecord, StateDir, TaskDoc};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 use tail::{Change, Restore, Scan};
 
 pub struct Sidecar<S> {
@@ -211,7 +211,7 @@ impl<S: ObjectStore> Sidecar<S> {
                 }
                 Ok(Change::Truncated) => ended.push((f.name().to_string(), Change::Truncated)),
             }
-            open = open + usize::from(f.is_open()) - usize::from(was_open);
+            open = (open + usize::from(f.is_open())).saturating_sub(usize::from(was_open));
             if open > self.max_open && f.is_open() {
                 f.close(); // checked; shipping reopens it
                 open -= 1;
@@ -244,7 +244,7 @@ impl<S: ObjectStore> Sidecar<S> {
             }
             let was_open = f.is_open();
             left |= ship(&mut self.ctx, &mut self.state, f, mode).await?;
-            open = open + usize::from(f.is_open()) - usize::from(was_open);
+            open = (open + usize::from(f.is_open())).saturating_sub(usize::from(was_open));
             // Handles stay bounded: a file over the budget is reopened (and
             // its identity checked) when it next changes.
             if open > self.max_open && f.is_open() {
@@ -311,48 +311,10 @@ impl<S: ObjectStore> Sidecar<S> {
         let Some(after) = self.ctx.config.prune_after else {
             return Ok(());
         };
-        let candidates: Vec<prune::Candidate<'_>> = self
-            .followed
-            .values()
-            .filter_map(|f| {
-                let seen = f.seen.as_ref()?;
-                Some(prune::Candidate {
-                    name: f.name(),
-                    mtime: seen.mtime,
-                    fully_shipped: f.failing.is_none()
-                        && f.record.uploading.is_none()
-                        && seen.len == f.record.offset,
-                })
-            })
-            .collect();
-        let names: Vec<String> = prune::prunable(&candidates, SystemTime::now(), after)
-            .into_iter()
-            .map(str::to_string)
-            .collect();
-        let dir = self.ctx.config.log_dir.clone();
-        for name in names {
-            let Some(f) = self.followed.get(&name) else {
-                continue;
-            };
-            // Looked at again just before: still this file, still fully shipped.
-            let still = tail::scan_one(&dir, &name).ok().flatten().is_some_and(|s| {
-                f.record.identity.matches(s.dev, s.inode) && s.len == f.record.offset
-            });
-            if !still {
-                continue;
-            }
-            match std::fs::remove_file(dir.join(&name)) {
-                Ok(()) => {
-                    tracing::info!(file = name, "pruned a fully shipped file");
-                    if let Some(f) = self.followed.remove(&name) {
-                        let mut rec = f.record;
-                        rec.finished = true;
-                        let rec = self.retired.entry(name).insert_entry(rec);
-                        self.state.save_file(rec.get())?;
-                    }
-                }
-                Err(e) => tracing::warn!(file = name, error = %e, "could not prune"),
-            }
+        let dir = &self.ctx.config.log_dir;
+        for rec in prune::prune(&mut self.followed, dir, after) {
+            let rec = self.retired.entry(rec.name.clone()).insert_entry(rec);
+            self.state.save_file(rec.get())?;
         }
         Ok(())
     }

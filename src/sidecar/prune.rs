@@ -4,7 +4,11 @@
 //! recently modified — is the one Tomcat may still write, and is never pruned,
 //! however long it has been quiet.
 
+use crate::sidecar::followed::Followed;
+use crate::sidecar::state::FileRecord;
+use crate::sidecar::tail;
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 /// One followed file as the rule sees it.
@@ -64,6 +68,58 @@ pub fn prunable<'a>(files: &[Candidate<'a>], now: SystemTime, after: Duration) -
         })
         .map(|f| f.name)
         .collect()
+}
+
+/// Deletes the prunable files among `followed` and removes them from it;
+/// returns their records, finished, for the caller to save.
+pub fn prune(
+    followed: &mut BTreeMap<String, Followed>,
+    dir: &Path,
+    after: Duration,
+) -> Vec<FileRecord> {
+    let candidates: Vec<Candidate<'_>> = followed
+        .values()
+        .filter_map(|f| {
+            let seen = f.seen.as_ref()?;
+            Some(Candidate {
+                name: f.name(),
+                mtime: seen.mtime,
+                fully_shipped: f.failing.is_none()
+                    && f.record.uploading.is_none()
+                    && seen.len == f.record.offset,
+            })
+        })
+        .collect();
+    let names: Vec<String> = prunable(&candidates, SystemTime::now(), after)
+        .into_iter()
+        .map(str::to_string)
+        .collect();
+    let mut done = Vec::new();
+    for name in names {
+        let Some(f) = followed.get(&name) else {
+            continue;
+        };
+        // Looked at again just before: still this file, still fully shipped.
+        let still = tail::scan_one(dir, &name)
+            .ok()
+            .flatten()
+            .is_some_and(|s| f.record.identity.matches(s.dev, s.inode) && s.len == f.record.offset);
+        if !still {
+            continue;
+        }
+        match std::fs::remove_file(dir.join(&name)) {
+            Ok(()) => {
+                tracing::info!(file = name, "pruned a fully shipped file");
+                if let Some(f) = followed.remove(&name) {
+                    let mut rec = f.record;
+                    rec.finished = true;
+                    done.push(rec);
+                }
+            }
+            Err(e) => tracing::warn!(file = name, error = %e, "could not prune"),
+        }
+    }
+    done
 }
 
 #[cfg(test)]

@@ -246,7 +246,7 @@ impl<S: ObjectStore> Sidecar<S> {
             left |= ship(&mut self.ctx, &mut self.state, f, mode).await?;
             open = (open + usize::from(f.is_open())).saturating_sub(usize::from(was_open));
             // Handles stay bounded: a file over the budget is reopened (and
-            // its identity checked) when it next changes.
+            // its identity checked) when it next has bytes to ship.
             if open > self.max_open && f.is_open() {
                 f.close();
                 open -= 1;

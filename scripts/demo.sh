@@ -23,8 +23,8 @@ sleep 1
 echo "== 3. SIGTERM: the sidecar ships what it still holds and exits"
 kill -TERM $sidecar
 wait $sidecar && echo "   sidecar exited 0"
-echo "== 4. the sidecar's offsets survive a restart in $LOGDROP_LOG_DIR/.logdrop/state.json:"
-grep -E '"(generation|offset)"' "$work/logs/.logdrop/state.json" | tr -s ' ' | paste -sd' ' | cut -c1-200
+echo "== 4. the sidecar's offsets survive a restart, one record per file in $LOGDROP_LOG_DIR/.logdrop/files/:"
+cat "$work/logs/.logdrop/files/"*.json | grep -E '"(name|generation|offset)"' | tr -s ' ' | paste -sd' ' | cut -c1-200
 echo "== 5. the shipper Lambda runs on each SQS batch, as the event source mapping would call it"
 batches=0
 chunks=0

@@ -85,13 +85,26 @@ impl Env {
         let Some(raw) = self.get(var) else {
             return Ok(default);
         };
-        parse_duration(raw).ok_or_else(|| ConfigError {
+        let d = parse_duration(raw).ok_or_else(|| ConfigError {
             var,
             problem: format!("`{raw}` is not a duration like 500ms, 5s or 2m"),
-        })
+        })?;
+        if d > MAX_DURATION {
+            return Err(ConfigError {
+                var,
+                problem: format!("`{raw}` is longer than the longest accepted duration, 8760h"),
+            });
+        }
+        Ok(d)
     }
 }
 
+/// The longest duration any variable takes (a year). Durations are added to
+/// clock readings and to each other; this keeps every such sum far from overflow.
+pub const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(365 * 24 * 3600);
+
+/// `None` for anything that is not a finite, non-negative duration that fits
+/// a `Duration` (never a panic, whatever the digits).
 pub fn parse_duration(raw: &str) -> Option<std::time::Duration> {
     let (num, unit) = raw
         .find(|c: char| !c.is_ascii_digit() && c != '.')
@@ -104,7 +117,10 @@ pub fn parse_duration(raw: &str) -> Option<std::time::Duration> {
         "h" => n * 3600.0,
         _ => return None,
     };
-    (secs.is_finite() && secs >= 0.0).then(|| std::time::Duration::from_secs_f64(secs))
+    if !(secs.is_finite() && secs >= 0.0) {
+        return None;
+    }
+    std::time::Duration::try_from_secs_f64(secs).ok()
 }
 
 pub fn err(var: &'static str, problem: impl Into<String>) -> ConfigError {
@@ -127,6 +143,21 @@ mod tests {
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
         assert_eq!(parse_duration("5x"), None);
         assert_eq!(parse_duration("-1s"), None);
+        assert_eq!(parse_duration("100000000000000000000"), None);
+        assert_eq!(parse_duration("1e400"), None);
+    }
+
+    #[test]
+    fn huge_durations_are_errors_naming_the_variable() {
+        for raw in ["100000000000000000000", "8761h", "99999999999999999999h"] {
+            let env = Env::from_pairs([("LOGDROP_SHUTDOWN_GRACE", raw)]);
+            let e = env
+                .duration("LOGDROP_SHUTDOWN_GRACE", Duration::ZERO)
+                .unwrap_err();
+            assert_eq!(e.var, "LOGDROP_SHUTDOWN_GRACE", "{raw}");
+        }
+        let env = Env::from_pairs([("D", "8760h")]);
+        assert_eq!(env.duration("D", Duration::ZERO), Ok(MAX_DURATION));
     }
 
     #[test]

@@ -1,11 +1,11 @@
 //! The sidecar: runs beside Tomcat in the ECS task until SIGTERM/SIGINT, or
-//! with `--once` ships everything present now and exits.
+//! with `--once` ships everything present now and exits. Wiring only: the
+//! loop is `Sidecar::run`.
 
 use logdrop::aws::{s3::S3, sdk_config};
 use logdrop::config::Env;
-use logdrop::sidecar::{Config, Mode, Sidecar, SidecarError, identity};
+use logdrop::sidecar::{Config, Sidecar, SidecarError, identity, upload};
 use std::process::ExitCode;
-use std::time::Instant;
 use tokio::signal::unix::{SignalKind, signal};
 
 const USAGE: &str = "usage: sidecar [--once]";
@@ -62,75 +62,35 @@ async fn run() -> ExitCode {
         eprintln!("sidecar: cannot install signal handlers");
         return ExitCode::FAILURE;
     };
-    let sdk = sdk_config().await;
+    // Request timeouts: a request whose answer never comes must not block every file.
+    let sdk = sdk_config()
+        .await
+        .to_builder()
+        .timeout_config(upload::timeout_config(config.upload_timeout))
+        .build();
     tracing::info!(cluster, task_id, bucket = config.bucket, log_dir = %config.log_dir.display(), "sidecar starting");
-    let grace = config.shutdown_grace;
-    let mut sidecar = match Sidecar::start(S3::new(&sdk), config.clone(), cluster, task_id).await {
+    let mut sidecar = match Sidecar::start(S3::new(&sdk), config, cluster, task_id).await {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
     if once {
-        sidecar.max_attempts = Some(ONCE_ATTEMPTS);
-        return match drain(&mut sidecar).await {
+        sidecar.set_max_attempts(ONCE_ATTEMPTS);
+        let result = sidecar.once().await;
+        sidecar.summary();
+        return match result {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => fail(&e),
         };
     }
-    let mut last_summary = Instant::now();
-    loop {
+    let shutdown = async {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            r = follow_once(&mut sidecar, &config) => if let Err(e) = r {
-                tracing::error!(error = %e, "pass failed; retrying");
-            },
-        }
-        if last_summary.elapsed() >= config.summary_interval {
-            summary(&sidecar);
-            last_summary = Instant::now();
-        }
-    }
-    tracing::info!(
-        grace_ms = grace.as_millis() as u64,
-        "stopping: shipping everything held"
-    );
-    let code = match tokio::time::timeout(grace, drain(&mut sidecar)).await {
-        Ok(Ok(())) => ExitCode::SUCCESS,
-        Ok(Err(e)) => {
-            tracing::error!(error = %e, "could not ship everything before stopping; the rest ships after a restart");
-            ExitCode::SUCCESS
-        }
-        Err(_) => {
-            tracing::error!("shutdown grace ran out; what is left ships after a restart");
-            ExitCode::SUCCESS
+            _ = term.recv() => {},
+            _ = int.recv() => {},
         }
     };
-    summary(&sidecar);
-    code
-}
-
-async fn follow_once(sidecar: &mut Sidecar<S3>, config: &Config) -> Result<(), SidecarError> {
-    tokio::time::sleep(config.poll_interval).await;
-    sidecar.pass(Mode::Follow).await?;
-    sidecar.prune();
-    Ok(())
-}
-
-async fn drain(sidecar: &mut Sidecar<S3>) -> Result<(), SidecarError> {
-    while sidecar.pass(Mode::Drain).await? {}
-    Ok(())
-}
-
-fn summary(s: &Sidecar<S3>) {
-    let t = s.totals;
-    tracing::info!(
-        bytes = t.bytes,
-        chunks = t.chunks,
-        failed_attempts = t.failed_attempts,
-        lag_bytes = s.lag_bytes(),
-        files = s.followed_files(),
-        "summary"
-    );
+    // What stayed behind is named in the last line; ECS ignores the code.
+    sidecar.run(shutdown).await;
+    ExitCode::SUCCESS
 }
 
 fn fail(e: &SidecarError) -> ExitCode {

@@ -3,6 +3,7 @@
 
 use crate::core::split::{Format, Splitter};
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::time::Duration;
 
 const READ_SIZE: usize = 64 * 1024;
 /// An event longer than this may be cut inside a chunk (a forced cut); it
@@ -16,6 +17,42 @@ pub enum Urgency {
     WholeEvents,
     /// Everything available (hold time-out, shutdown, `--once`).
     Everything,
+}
+
+/// How a pass over the files treats data that is not yet due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// The size and age rules decide.
+    Follow,
+    /// Ship everything now (shutdown, `--once`).
+    Drain,
+}
+
+/// When a chunk is due.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Due {
+    /// Oldest unshipped byte's age that cuts at the last whole event.
+    pub flush: Duration,
+    /// How much longer after that an incomplete last event is held.
+    pub hold: Duration,
+    /// Unshipped bytes that cut a chunk whatever their age.
+    pub chunk_bytes: u64,
+}
+
+/// Whether to cut now, and how hard to try for a boundary; `None` waits.
+/// `age` is how long unshipped bytes have waited, `pending` how many there are.
+pub fn decide(mode: Mode, due: Due, age: Duration, pending: u64) -> Option<Urgency> {
+    if pending == 0 {
+        return None;
+    }
+    match mode {
+        Mode::Drain => Some(Urgency::Everything),
+        Mode::Follow if age >= due.flush.saturating_add(due.hold) => Some(Urgency::Everything),
+        Mode::Follow if age >= due.flush || pending >= due.chunk_bytes => {
+            Some(Urgency::WholeEvents)
+        }
+        Mode::Follow => None,
+    }
 }
 
 /// The end of the next chunk starting at `start`, or `None` to wait.
@@ -125,6 +162,39 @@ mod tests {
 
     const JULI: &[u8] =
         b"24-Nov-2026 22:10:58.757 INFO a\n\tat x\n24-Nov-2026 22:10:58.758 INFO b\n\tat y\n";
+
+    #[test]
+    fn what_is_due() {
+        let s = Duration::from_secs;
+        let due = Due {
+            flush: s(5),
+            hold: s(5),
+            chunk_bytes: 100,
+        };
+        let table = [
+            (Mode::Follow, s(0), 0, None),
+            (Mode::Drain, s(0), 0, None),
+            (Mode::Follow, s(1), 10, None),
+            (Mode::Follow, s(1), 100, Some(Urgency::WholeEvents)),
+            (Mode::Follow, s(5), 10, Some(Urgency::WholeEvents)),
+            (Mode::Follow, s(10), 10, Some(Urgency::Everything)),
+            (Mode::Drain, s(0), 1, Some(Urgency::Everything)),
+        ];
+        for (mode, age, pending, want) in table {
+            assert_eq!(
+                decide(mode, due, age, pending),
+                want,
+                "{mode:?} {age:?} {pending}"
+            );
+        }
+        // flush + hold at the largest durations saturates instead of overflowing.
+        let huge = Due {
+            flush: Duration::MAX,
+            hold: Duration::MAX,
+            chunk_bytes: 100,
+        };
+        assert_eq!(decide(Mode::Follow, huge, s(1), 1), None);
+    }
 
     #[test]
     fn access_cuts_after_the_last_complete_line() {

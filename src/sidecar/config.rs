@@ -26,10 +26,17 @@ pub struct Config {
     pub task_id: Option<String>,
     pub poll_interval: Duration,
     pub gzip_level: u32,
-    /// Delete fully shipped files that have not changed for this long (off when `None`).
+    /// Delete rotated (not the newest of their series), fully shipped files
+    /// that have not changed for this long (off when `None`).
     pub prune_after: Option<Duration>,
     pub summary_interval: Duration,
+    /// Longest time one S3 request attempt may take.
+    pub upload_timeout: Duration,
 }
+
+/// Rotated files are pruned once fully shipped and quiet for this long: Tomcat
+/// writes a dated file until midnight, and a Fargate task's disk is small.
+pub const DEFAULT_PRUNE_AFTER: Duration = Duration::from_secs(3600);
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
@@ -85,17 +92,35 @@ impl Config {
             task_id: env.get("LOGDROP_TASK_ID").map(str::to_string),
             poll_interval,
             gzip_level,
-            prune_after: env
-                .get("LOGDROP_PRUNE_AFTER")
-                .map(|_| env.duration("LOGDROP_PRUNE_AFTER", Duration::ZERO))
-                .transpose()?,
+            prune_after: match env.get("LOGDROP_PRUNE_AFTER") {
+                Some(v) if v.eq_ignore_ascii_case("off") => None,
+                _ => Some(env.duration("LOGDROP_PRUNE_AFTER", DEFAULT_PRUNE_AFTER)?),
+            },
             summary_interval: env.duration("LOGDROP_SUMMARY_INTERVAL", Duration::from_secs(60))?,
+            upload_timeout: upload_timeout(env)?,
         })
+    }
+
+    /// When a chunk is due.
+    pub fn due(&self) -> crate::sidecar::chunk::Due {
+        crate::sidecar::chunk::Due {
+            flush: self.flush_interval,
+            hold: self.hold_timeout,
+            chunk_bytes: self.chunk_bytes,
+        }
     }
 
     pub fn matches(&self, name: &str) -> bool {
         self.files.iter().any(|p| p.matches(name))
     }
+}
+
+fn upload_timeout(env: &Env) -> Result<Duration, ConfigError> {
+    let t = env.duration("LOGDROP_UPLOAD_TIMEOUT", Duration::from_secs(30))?;
+    if t < Duration::from_millis(100) {
+        return Err(err("LOGDROP_UPLOAD_TIMEOUT", "must be at least 100ms"));
+    }
+    Ok(t)
 }
 
 #[cfg(test)]
@@ -117,8 +142,14 @@ mod tests {
         assert!(!c.matches("catalina.out") && !c.matches("manager.2026-11-24.log"));
         assert_eq!(
             (c.chunk_bytes, c.gzip_level, c.prune_after),
-            (8 << 20, 1, None)
+            (8 << 20, 1, Some(DEFAULT_PRUNE_AFTER))
         );
+        let off = Config::from_env(&Env::from_pairs([
+            ("LOGDROP_BUCKET", "b"),
+            ("LOGDROP_PRUNE_AFTER", "off"),
+        ]))
+        .unwrap();
+        assert_eq!(off.prune_after, None);
         for (var, value) in [
             ("LOGDROP_CHUNK_BYTES", "10"),
             ("LOGDROP_FLUSH_INTERVAL", "soon"),
@@ -126,6 +157,9 @@ mod tests {
             ("LOGDROP_GZIP_LEVEL", "12"),
             ("LOGDROP_SHUTDOWN_GRACE", "-3"),
             ("LOGDROP_PRUNE_AFTER", "1y"),
+            ("LOGDROP_UPLOAD_TIMEOUT", "1ms"),
+            ("LOGDROP_SHUTDOWN_GRACE", "100000000000000000000"),
+            ("LOGDROP_FLUSH_INTERVAL", "100000000000000000000"),
         ] {
             let e = Config::from_env(&Env::from_pairs([("LOGDROP_BUCKET", "b"), (var, value)]))
                 .unwrap_err();

@@ -1,447 +1,426 @@
 //! The sidecar: follows Tomcat's log files and uploads them to S3 as gzip
 //! chunks cut at event boundaries, remembering its offsets on disk.
+//!
+//! `Sidecar` loops over the followed files (`followed::Followed`, one per
+//! name); `run` takes the shutdown future, so the binary only wires.
 
 pub mod chunk;
 pub mod config;
+mod error;
+pub mod fingerprint;
+pub mod followed;
 pub mod identity;
+pub mod prune;
+mod ship;
 pub mod state;
 pub mod tail;
 pub mod upload;
 
+pub use chunk::Mode;
 pub use config::Config;
+pub use error::{Progress, SidecarError, Totals};
 
-use crate::core::keys::ChunkKey;
-use crate::core::split::Format;
-use crate::ports::{ObjectStore, PortError};
-use chunk::{Urgency, find_cut, gzip_range};
-use state::{FileState, State, StateError, StateFile};
-use std::collections::BTreeMap;
-use std::fs::File;
-use std::time::{Duration, Instant};
-use tail::{Change, Seen};
-
-#[derive(Debug, thiserror::Error)]
-pub enum SidecarError {
-    #[error(transparent)]
-    State(#[from] StateError),
-    #[error("log directory {dir}: {source}")]
-    LogDir {
-        dir: String,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("uploading {key}: {source}")]
-    Upload {
-        key: String,
-        #[source]
-        source: PortError,
-    },
-    #[error("reading {name}: {source}")]
-    Read {
-        name: String,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// A file being followed: one generation of one name.
-struct Followed {
-    file: File,
-    state: FileState,
-    format: Format,
-    /// When unshipped bytes were first seen (the age rule's clock).
-    pending_since: Option<Instant>,
-    /// The last shipped bytes. A file truncated and rewritten past the offset
-    /// between two looks keeps its size; these bytes then differ.
-    fingerprint: Vec<u8>,
-}
-
-/// How many shipped bytes the fingerprint keeps.
-const FINGERPRINT_BYTES: u64 = 32;
-
-fn fingerprint(file: &File, offset: u64) -> Vec<u8> {
-    use std::os::unix::fs::FileExt;
-    let start = offset.saturating_sub(FINGERPRINT_BYTES);
-    let mut buf = vec![0u8; (offset - start) as usize];
-    match file.read_exact_at(&mut buf, start) {
-        Ok(()) => buf,
-        Err(_) => Vec::new(),
-    }
-}
-
-/// Counters for the periodic summary line.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Totals {
-    pub bytes: u64,
-    pub chunks: u64,
-    pub failed_attempts: u64,
-}
-
-/// How a pass over the files treats data that is not yet due.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// The size and age rules decide.
-    Follow,
-    /// Ship everything now (shutdown, `--once`).
-    Drain,
-}
+use crate::ports::ObjectStore;
+use followed::Followed;
+use ship::{Ctx, note_failure, open_file_budget, ship};
+use state::{FileRecord, StateDir, TaskDoc};
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::time::Instant;
+use tail::{Change, Restore, Scan};
 
 pub struct Sidecar<S> {
-    store: S,
-    config: Config,
-    cluster: String,
-    task_id: String,
-    state_file: StateFile,
+    ctx: Ctx<S>,
+    state: StateDir,
     followed: BTreeMap<String, Followed>,
-    /// Generations used by names not followed now, so a reappearing name never reuses one.
-    retired: BTreeMap<String, FileState>,
-    pub totals: Totals,
-    /// Upload attempts before giving up (`None`: keep trying; `--once` sets a limit).
-    pub max_attempts: Option<u32>,
-    /// What was last written to the state file.
-    saved: Option<State>,
+    /// Finished generations of names not followed now, so a reappearing name never reuses one.
+    retired: BTreeMap<String, FileRecord>,
+    /// Names that could not be looked at, already logged.
+    noted: BTreeSet<String>,
+    /// Open handles allowed at once (from RLIMIT_NOFILE).
+    max_open: usize,
 }
 
 impl<S: ObjectStore> Sidecar<S> {
-    /// Loads the saved state and re-uploads any chunk that was in flight at a crash.
+    /// Loads the saved state and matches each record with the file under its
+    /// name now. An interrupted upload is redone before anything new is cut.
     pub async fn start(
         store: S,
         config: Config,
         cluster: String,
         task_id: String,
     ) -> Result<Self, SidecarError> {
-        let state_file = StateFile::new(&config.state_dir);
-        let saved = state_file.load()?.filter(|s| {
-            let same = s.cluster == cluster && s.task_id == task_id;
-            if !same {
+        let mut state = StateDir::new(&config.state_dir);
+        let records = match state.load()? {
+            Some(s) if s.task.cluster == cluster && s.task.task_id == task_id => s.files,
+            Some(s) => {
                 tracing::warn!(
-                    saved_task = s.task_id,
+                    saved_task = s.task.task_id,
                     "state belongs to another task; starting afresh"
                 );
+                state.reset()?;
+                BTreeMap::new()
             }
-            same
-        });
+            None => BTreeMap::new(),
+        };
+        let task = TaskDoc {
+            version: state::STATE_VERSION,
+            cluster: cluster.clone(),
+            task_id: task_id.clone(),
+        };
+        if let Err(e) = state.save_task(&task) {
+            // A full or read-only state directory may recover: nothing is
+            // uploaded before it can be recorded, and each pass tries again.
+            tracing::error!(error = %e, "cannot write the state; nothing is uploaded until it can be");
+        }
         let mut me = Sidecar {
-            store,
-            config,
-            cluster,
-            task_id,
-            state_file,
+            ctx: Ctx {
+                store,
+                config,
+                cluster,
+                task_id,
+                totals: Totals::default(),
+                max_attempts: None,
+                deadline: None,
+                limits: None,
+            },
+            state,
             followed: BTreeMap::new(),
             retired: BTreeMap::new(),
-            totals: Totals::default(),
-            max_attempts: None,
-            saved: None,
+            noted: BTreeSet::new(),
+            max_open: open_file_budget(),
         };
-        let seen = me.scan()?;
-        for (name, fs) in saved.map(|s| s.files).unwrap_or_default() {
-            let now = seen.iter().find(|s| s.name == name);
-            let reopened = now
-                .filter(|s| s.inode == fs.inode && s.len >= fs.offset)
-                .and_then(|s| tail::open(&me.config.log_dir, s).ok().flatten());
-            match reopened {
-                Some(file) => {
-                    let format = Format::for_file(&name);
-                    let fingerprint = fingerprint(&file, fs.offset);
-                    me.followed.insert(
-                        name,
-                        Followed {
-                            file,
-                            state: fs,
-                            format,
-                            pending_since: None,
-                            fingerprint,
-                        },
-                    );
+        let scan = me.scan()?;
+        for (name, mut rec) in records {
+            let now = scan.get(&name);
+            match tail::restore(&rec, now) {
+                Restore::Resume => {
+                    me.followed
+                        .insert(name, Followed::restored(rec, now.cloned()));
                 }
-                None => {
-                    if fs.offset > 0 || fs.uploading.is_some() {
-                        tracing::warn!(
-                            file = name,
-                            generation = fs.generation,
-                            "file was replaced, truncated or deleted while the sidecar was down"
-                        );
+                Restore::Finished => {
+                    me.retired.insert(name, rec);
+                }
+                Restore::Lost(change) => {
+                    tracing::warn!(
+                        file = name,
+                        generation = rec.generation,
+                        shipped = rec.offset,
+                        uploading = ?rec.uploading,
+                        ?change,
+                        "file was deleted, replaced or truncated while the sidecar was down; what it held past the offset is gone"
+                    );
+                    rec.finished = true;
+                    if let Err(e) = me.state.save_file(&rec) {
+                        tracing::error!(error = %e, file = name, "cannot record the end of a generation yet");
                     }
-                    me.retired.insert(name, fs);
+                    me.retired.insert(name, rec);
                 }
             }
         }
-        let names: Vec<String> = me.followed.keys().cloned().collect();
-        for name in names {
-            me.finish_interrupted_upload(&name).await?;
-        }
-        me.save()?;
         Ok(me)
     }
 
-    fn scan(&self) -> Result<Vec<Seen>, SidecarError> {
-        tail::scan(&self.config.log_dir, &self.config).map_err(|source| SidecarError::LogDir {
-            dir: self.config.log_dir.display().to_string(),
+    /// Gives up on an upload after this many attempts instead of waiting forever.
+    pub fn set_max_attempts(&mut self, attempts: u32) {
+        self.ctx.max_attempts = Some(attempts);
+    }
+
+    pub fn totals(&self) -> Totals {
+        self.ctx.totals
+    }
+
+    /// Bytes written to the state so far (its cost per chunk does not grow with the files).
+    pub fn state_bytes_written(&self) -> u64 {
+        self.state.bytes_written
+    }
+
+    fn scan(&self) -> Result<Scan, SidecarError> {
+        let dir = &self.ctx.config.log_dir;
+        tail::scan(dir, &self.ctx.config).map_err(|source| SidecarError::LogDir {
+            dir: dir.display().to_string(),
             source,
         })
     }
 
-    fn snapshot(&self) -> State {
-        let mut files: BTreeMap<String, FileState> = self.retired.clone();
-        files.extend(
-            self.followed
-                .iter()
-                .map(|(n, f)| (n.clone(), f.state.clone())),
-        );
-        State {
-            version: state::STATE_VERSION,
-            cluster: self.cluster.clone(),
-            task_id: self.task_id.clone(),
-            files,
-        }
-    }
-
-    /// Persists the state if it changed since the last save: an idle pass
-    /// writes nothing.
-    fn save(&mut self) -> Result<(), SidecarError> {
-        let now = self.snapshot();
-        if self.saved.as_ref() != Some(&now) {
-            self.state_file.save(&now)?;
-            self.saved = Some(now);
-        }
-        Ok(())
-    }
-
-    /// Bytes written to the followed files and not yet in S3.
+    /// Bytes seen in the followed files and not yet in S3.
     pub fn lag_bytes(&self) -> u64 {
         self.followed
             .values()
-            .map(|f| {
-                f.file
-                    .metadata()
-                    .map_or(0, |m| m.len())
-                    .saturating_sub(f.state.offset)
-            })
+            .filter_map(Followed::unshipped)
+            .map(|(a, b)| b - a)
             .sum()
+    }
+
+    /// Log files open now (at most half of RLIMIT_NOFILE after each pass).
+    pub fn open_files(&self) -> usize {
+        self.followed.values().filter(|f| f.is_open()).count()
+    }
+
+    #[cfg(test)]
+    fn set_max_open(&mut self, n: usize) {
+        self.max_open = n;
     }
 
     pub fn followed_files(&self) -> usize {
         self.followed.len()
     }
 
+    /// What stayed behind, file by file: `name gen G bytes A-B`.
+    pub fn left_behind(&self) -> String {
+        self.followed
+            .values()
+            .filter_map(|f| {
+                let (a, b) = f.unshipped()?;
+                let b = self
+                    .ctx
+                    .limit(f, b)
+                    .max(f.record.uploading.map_or(0, |u| u.1));
+                (b > a).then(|| format!("{} gen {} bytes {a}-{b}", f.name(), f.record.generation))
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
     /// One pass: notice new, rotated, replaced, truncated and deleted files,
-    /// then ship what is due. Returns whether anything is left to ship.
-    pub async fn pass(&mut self, mode: Mode) -> Result<bool, SidecarError> {
-        let seen = self.scan()?;
-        let names: Vec<String> = self.followed.keys().cloned().collect();
-        for name in names {
-            let f = &self.followed[&name];
-            let now = seen.iter().find(|s| s.name == name);
-            let mut change = tail::classify(f.state.inode, f.state.offset, now);
-            if change == Change::Same && fingerprint(&f.file, f.state.offset) != f.fingerprint {
-                change = Change::Truncated;
-            }
+    /// ship what is due, prune what may go. A file that cannot be read is
+    /// logged and skipped; only the directory, the state or S3 stop a pass.
+    pub async fn pass(&mut self, mode: Mode) -> Result<Progress, SidecarError> {
+        let scan = self.scan()?;
+        self.note_skipped(&scan);
+        let before = self.ctx.totals.bytes;
+        let dir = self.ctx.config.log_dir.clone();
+        let mut open = self.followed.values().filter(|f| f.is_open()).count();
+        let mut ended = Vec::new();
+        for f in self.followed.values_mut() {
+            let was_open = f.is_open();
+            let change = f.check(&dir, scan.get(f.name()));
             match change {
-                Change::Same => {}
-                Change::Deleted | Change::Replaced => {
+                Err(e) => note_failure(f, &e),
+                Ok(Change::Same) => {
+                    if f.failing.take().is_some() {
+                        tracing::info!(file = f.name(), "the file is readable again");
+                    }
+                }
+                Ok(change @ (Change::Deleted | Change::Replaced)) => {
                     // The open handle still reads the old file: finish it first.
-                    self.ship(&name, Mode::Drain).await?;
-                    if let Some(old) = self.followed.remove(&name) {
-                        tracing::info!(
-                            file = name,
-                            generation = old.state.generation,
-                            "finished a deleted or replaced file"
-                        );
-                        self.retired.insert(name, old.state);
+                    if f.is_open() {
+                        ship(&mut self.ctx, &mut self.state, f, Mode::Drain).await?;
                     }
+                    ended.push((f.name().to_string(), change));
                 }
-                Change::Truncated => {
-                    if let Some(old) = self.followed.remove(&name) {
-                        tracing::warn!(
-                            file = name,
-                            generation = old.state.generation,
-                            shipped = old.state.offset,
-                            "file was truncated; starting a new generation"
-                        );
-                        self.retired.insert(name, old.state);
-                    }
-                }
+                Ok(Change::Truncated) => ended.push((f.name().to_string(), Change::Truncated)),
+            }
+            open = (open + usize::from(f.is_open())).saturating_sub(usize::from(was_open));
+            if open > self.max_open && f.is_open() {
+                f.close(); // checked; shipping reopens it
+                open -= 1;
             }
         }
-        for s in &seen {
-            if !self.followed.contains_key(&s.name) {
-                self.follow(s)?;
+        for (name, change) in ended {
+            if let Some(f) = self.followed.remove(&name) {
+                self.finish(f, change)?;
             }
+        }
+        for s in &scan.seen {
+            if self.followed.contains_key(&s.name) {
+                continue;
+            }
+            if let Some(l) = &self.ctx.limits
+                && !l.contains_key(&(s.dev, s.inode))
+            {
+                continue; // `--once`: appeared after it started
+            }
+            let generation = self.retired.remove(&s.name).map_or(0, |r| r.generation + 1);
+            tracing::info!(file = s.name, generation, "following");
+            self.followed
+                .insert(s.name.clone(), Followed::new(s, generation));
         }
         let mut left = false;
-        let names: Vec<String> = self.followed.keys().cloned().collect();
-        for name in names {
-            left |= self.ship(&name, mode).await?;
-        }
-        self.save()?;
-        Ok(left)
-    }
-
-    fn follow(&mut self, s: &Seen) -> Result<(), SidecarError> {
-        let Some(file) =
-            tail::open(&self.config.log_dir, s).map_err(|source| SidecarError::Read {
-                name: s.name.clone(),
-                source,
-            })?
-        else {
-            return Ok(()); // swapped between scan and open: next pass
-        };
-        let generation = self.retired.remove(&s.name).map_or(0, |r| r.generation + 1);
-        tracing::info!(file = s.name, generation, "following");
-        let state = FileState {
-            generation,
-            inode: s.inode,
-            offset: 0,
-            uploading: None,
-        };
-        self.followed.insert(
-            s.name.clone(),
-            Followed {
-                file,
-                state,
-                format: Format::for_file(&s.name),
-                pending_since: None,
-                fingerprint: Vec::new(),
-            },
-        );
-        Ok(())
-    }
-
-    /// Ships the due chunks of one file; returns whether unshipped bytes remain.
-    async fn ship(&mut self, name: &str, mode: Mode) -> Result<bool, SidecarError> {
-        loop {
-            let (chunk_bytes, flush, hold) = (
-                self.config.chunk_bytes,
-                self.config.flush_interval,
-                self.config.hold_timeout,
-            );
-            let Some(f) = self.followed.get_mut(name) else {
-                return Ok(false);
-            };
-            let len = f
-                .file
-                .metadata()
-                .map_err(|source| SidecarError::Read {
-                    name: name.to_string(),
-                    source,
-                })?
-                .len();
-            if len <= f.state.offset {
-                f.pending_since = None;
-                return Ok(false);
-            }
-            let age = f.pending_since.get_or_insert_with(Instant::now).elapsed();
-            let urgency = match mode {
-                Mode::Drain => Urgency::Everything,
-                Mode::Follow if age >= flush + hold => Urgency::Everything,
-                Mode::Follow if age >= flush || len - f.state.offset >= chunk_bytes => {
-                    Urgency::WholeEvents
-                }
-                Mode::Follow => return Ok(true),
-            };
-            let start = f.state.offset;
-            let cut = find_cut(&mut f.file, f.format, start, len, chunk_bytes, urgency).map_err(
-                |source| SidecarError::Read {
-                    name: name.to_string(),
-                    source,
-                },
-            )?;
-            // Nothing to cut: held (following), or the file shrank under us (draining).
-            let Some(end) = cut else {
-                return Ok(mode == Mode::Follow);
-            };
-            self.upload(name, start, end).await?;
-            if let Some(f) = self.followed.get_mut(name) {
-                f.pending_since = (end < len).then(Instant::now);
-            }
-        }
-    }
-
-    /// Records the chunk, uploads it, then records the new offset: after a
-    /// crash the recorded chunk is uploaded again with the same key and bytes.
-    async fn upload(&mut self, name: &str, start: u64, end: u64) -> Result<(), SidecarError> {
-        let level = self.config.gzip_level;
-        let Some(f) = self.followed.get_mut(name) else {
-            return Ok(());
-        };
-        let body =
-            gzip_range(&mut f.file, start, end, level).map_err(|source| SidecarError::Read {
-                name: name.to_string(),
-                source,
-            })?;
-        f.state.uploading = Some((start, end));
-        let generation = f.state.generation;
-        self.save()?;
-        let key = ChunkKey {
-            prefix: self.config.key_prefix.clone(),
-            cluster: self.cluster.clone(),
-            task_id: self.task_id.clone(),
-            file: name.to_string(),
-            generation,
-            start,
-            end,
-        }
-        .to_string();
-        let retries = upload::put_with_retry(
-            &self.store,
-            &self.config.bucket,
-            &key,
-            body.into(),
-            self.max_attempts,
-        )
-        .await
-        .map_err(|source| SidecarError::Upload {
-            key: key.clone(),
-            source,
-        })?;
-        self.totals.failed_attempts += u64::from(retries);
-        self.totals.bytes += end - start;
-        self.totals.chunks += 1;
-        if let Some(f) = self.followed.get_mut(name) {
-            f.state.offset = end;
-            f.state.uploading = None;
-            f.fingerprint = fingerprint(&f.file, end);
-        }
-        self.save()?;
-        tracing::debug!(key, bytes = end - start, "chunk uploaded");
-        Ok(())
-    }
-
-    async fn finish_interrupted_upload(&mut self, name: &str) -> Result<(), SidecarError> {
-        let Some((start, end)) = self.followed.get(name).and_then(|f| f.state.uploading) else {
-            return Ok(());
-        };
-        tracing::info!(
-            file = name,
-            start,
-            end,
-            "re-uploading the chunk that was in flight when the sidecar stopped"
-        );
-        self.upload(name, start, end).await
-    }
-
-    /// Deletes files that are fully shipped and unchanged for `prune_after`.
-    pub fn prune(&mut self) {
-        let Some(after) = self.config.prune_after else {
-            return;
-        };
-        let names: Vec<String> = self.followed.keys().cloned().collect();
-        for name in names {
-            let f = &self.followed[&name];
-            let Ok(meta) = f.file.metadata() else {
+        for f in self.followed.values_mut() {
+            if f.failing.is_some() {
+                left = true;
                 continue;
-            };
-            let idle = meta
-                .modified()
-                .ok()
-                .and_then(|m| m.elapsed().ok())
-                .unwrap_or(Duration::ZERO);
-            if meta.len() == f.state.offset && f.state.uploading.is_none() && idle >= after {
-                match std::fs::remove_file(self.config.log_dir.join(&name)) {
-                    Ok(()) => tracing::info!(file = name, "pruned a fully shipped file"),
-                    Err(e) => tracing::warn!(file = name, error = %e, "could not prune"),
-                }
+            }
+            let was_open = f.is_open();
+            left |= ship(&mut self.ctx, &mut self.state, f, mode).await?;
+            open = (open + usize::from(f.is_open())).saturating_sub(usize::from(was_open));
+            // Handles stay bounded: a file over the budget is reopened (and
+            // its identity checked) when it next has bytes to ship.
+            if open > self.max_open && f.is_open() {
+                f.close();
+                open -= 1;
             }
         }
+        if mode == Mode::Follow {
+            self.prune()?;
+        }
+        Ok(Progress {
+            left,
+            shipped: self.ctx.totals.bytes - before,
+        })
+    }
+
+    fn note_skipped(&mut self, scan: &Scan) {
+        for (name, e) in &scan.skipped {
+            if self.noted.insert(name.clone()) {
+                tracing::warn!(file = name, error = %e, "cannot look at a matching name; skipped");
+            }
+        }
+        if !self.noted.is_empty() {
+            let skipped: BTreeSet<&str> = scan.skipped.iter().map(|(n, _)| n.as_str()).collect();
+            self.noted.retain(|n| skipped.contains(n.as_str()));
+        }
+    }
+
+    /// Ends a generation: recorded, so a file under the name starts the next one.
+    fn finish(&mut self, mut f: Followed, change: Change) -> Result<(), SidecarError> {
+        let name = f.name().to_string();
+        match (change, f.unshipped()) {
+            (Change::Truncated, _) => tracing::warn!(
+                file = name,
+                generation = f.record.generation,
+                shipped = f.record.offset,
+                "file was truncated or rewritten; starting a new generation"
+            ),
+            (_, Some((a, b))) => tracing::error!(
+                file = name,
+                generation = f.record.generation,
+                start = a,
+                end = b,
+                "file was deleted or replaced while not open; these bytes were not shipped"
+            ),
+            (_, None) => tracing::info!(
+                file = name,
+                generation = f.record.generation,
+                "finished a deleted or replaced file"
+            ),
+        }
+        f.record.finished = true;
+        f.record.uploading = None;
+        // Retired in memory even if the write fails: the name's next file
+        // takes the next generation, and the record written with its first
+        // chunk says so on disk.
+        let rec = self.retired.entry(name).insert_entry(f.record);
+        self.state.save_file(rec.get())?;
+        Ok(())
+    }
+
+    /// Deletes rotated files that are fully shipped and quiet (`prune` has the rule).
+    fn prune(&mut self) -> Result<(), SidecarError> {
+        let Some(after) = self.ctx.config.prune_after else {
+            return Ok(());
+        };
+        let dir = &self.ctx.config.log_dir;
+        for rec in prune::prune(&mut self.followed, dir, after) {
+            let rec = self.retired.entry(rec.name.clone()).insert_entry(rec);
+            self.state.save_file(rec.get())?;
+        }
+        Ok(())
+    }
+
+    /// Passes until nothing is left, or nothing more can be shipped.
+    async fn drain(&mut self) -> Result<(), SidecarError> {
+        loop {
+            let p = self.pass(Mode::Drain).await?;
+            if !p.left || p.shipped == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// `--once`: ships what the files held when it started (held partial
+    /// events included), then returns; an error names what stayed behind.
+    pub async fn once(&mut self) -> Result<(), SidecarError> {
+        let scan = self.scan()?;
+        self.ctx.limits = Some(
+            scan.seen
+                .iter()
+                .map(|s| ((s.dev, s.inode), s.len))
+                .collect(),
+        );
+        self.drain().await?;
+        let left = self.left_behind();
+        if left.is_empty() {
+            Ok(())
+        } else {
+            Err(SidecarError::LeftBehind(left))
+        }
+    }
+
+    /// Follows the files until `shutdown` completes, then ships what is held
+    /// within the shutdown grace. Returns what stayed behind (empty: nothing).
+    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> String {
+        tokio::pin!(shutdown);
+        let config = self.ctx.config.clone();
+        let mut last_summary = Instant::now();
+        let mut last_error: Option<(String, Instant)> = None;
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => break,
+                r = async {
+                    tokio::time::sleep(config.poll_interval).await;
+                    self.pass(Mode::Follow).await
+                } => if let Err(e) = r {
+                    // Logged when it changes, then once a minute, not every poll.
+                    let text = e.to_string();
+                    let quiet = last_error.as_ref().is_some_and(|(t, at)| {
+                        *t == text && at.elapsed() < std::time::Duration::from_secs(60)
+                    });
+                    if !quiet {
+                        tracing::error!(error = text, "pass failed; retrying");
+                        last_error = Some((text, Instant::now()));
+                    }
+                },
+            }
+            if last_summary.elapsed() >= config.summary_interval {
+                self.summary();
+                last_summary = Instant::now();
+            }
+        }
+        self.stop().await
+    }
+
+    /// Ships everything held, within the shutdown grace; the last line names
+    /// what stayed behind.
+    pub async fn stop(&mut self) -> String {
+        let grace = self.ctx.config.shutdown_grace;
+        tracing::info!(
+            grace_ms = grace.as_millis() as u64,
+            "stopping: shipping everything held"
+        );
+        let deadline = Instant::now() + grace;
+        self.ctx.deadline = Some(deadline);
+        match tokio::time::timeout_at(deadline.into(), self.drain()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::error!(error = %e, "could not ship everything before stopping"),
+            Err(_) => tracing::error!("the shutdown grace ran out"),
+        }
+        self.summary();
+        let left = self.left_behind();
+        if left.is_empty() {
+            tracing::info!("stopped; everything seen was shipped");
+        } else {
+            tracing::error!(
+                left,
+                "stopped with data not shipped: a stopped task does not restart, so unless a sidecar reads this volume again it is lost"
+            );
+        }
+        left
+    }
+
+    pub fn summary(&self) {
+        let t = self.ctx.totals;
+        tracing::info!(
+            bytes = t.bytes,
+            chunks = t.chunks,
+            failed_attempts = t.failed_attempts,
+            lag_bytes = self.lag_bytes(),
+            files = self.followed_files(),
+            "summary"
+        );
     }
 }
+
+#[cfg(test)]
+mod tests;

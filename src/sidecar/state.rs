@@ -1,106 +1,294 @@
-//! The sidecar's offsets, persisted atomically (write, fsync, rename, fsync
-//! the directory) so a crash at any moment leaves the old or the new state.
+//! The sidecar's offsets on disk (state version 2): one small record per file
+//! name, each written atomically (write, fsync, rename, fsync the directory),
+//! so recording a chunk costs the same whether one file or thousands are
+//! followed, and a crash at any moment leaves the old or the new record.
+//!
+//! ```text
+//! <state dir>/task.json                 {"version":2,"cluster":..,"task_id":..}
+//! <state dir>/files/<hash of name>.json {"version":2,"name":..,"generation":..,..}
+//! ```
+//! A version 1 `state.json` (one document for every file) is read once and
+//! rewritten as version 2 records.
 
+use crate::sidecar::fingerprint::{Fingerprint, Identity, fnv1a};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-pub const STATE_VERSION: u32 = 1;
-const FILE_NAME: &str = "state.json";
+pub const STATE_VERSION: u32 = 2;
+const TASK_FILE: &str = "task.json";
+const FILES_DIR: &str = "files";
+const V1_FILE: &str = "state.json";
 
+/// Which task the records belong to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct State {
+pub struct TaskDoc {
     pub version: u32,
     pub cluster: String,
     pub task_id: String,
-    /// By file name in the log directory.
-    pub files: BTreeMap<String, FileState>,
 }
 
+/// What is known about one file name: its current (or last) generation.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileState {
+pub struct FileRecord {
+    pub version: u32,
+    pub name: String,
     pub generation: u64,
-    /// Identity of the file the offsets belong to.
-    pub inode: u64,
+    /// The file the offsets belong to (`dev` is unknown in records read from v1).
+    pub identity: Identity,
     /// Every byte before this is in S3.
     pub offset: u64,
-    /// The chunk being uploaded, recorded before the upload starts: after a
-    /// crash it is uploaded again, exactly, before anything else.
+    /// Checksums of the file's first bytes and of the bytes before `offset`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<Fingerprint>,
+    /// The chunk being uploaded, recorded before the upload starts: it is
+    /// uploaded again, exactly, before anything new is cut.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploading: Option<(u64, u64)>,
+    /// This generation is over (deleted, replaced, truncated, pruned): a file
+    /// that appears under the name starts the next one.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub finished: bool,
+}
+
+/// Version 1: one document for every file.
+#[derive(Debug, Deserialize)]
+struct StateV1 {
+    version: u32,
+    cluster: String,
+    task_id: String,
+    files: BTreeMap<String, FileV1>,
+}
+
+#[derive(Debug, Deserialize)]
+struct FileV1 {
+    generation: u64,
+    inode: u64,
+    offset: u64,
+    #[serde(default)]
+    uploading: Option<(u64, u64)>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    #[error("state file {path}: {source}")]
+    #[error("state {path}: {source}")]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("state file {path} is not valid v{STATE_VERSION} state: {detail}")]
+    #[error("state {path} is not valid sidecar state: {detail}")]
     Invalid { path: PathBuf, detail: String },
 }
 
-pub struct StateFile {
-    dir: PathBuf,
+/// What was saved: the task it belongs to and a record per file name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Saved {
+    pub task: TaskDoc,
+    pub files: BTreeMap<String, FileRecord>,
 }
 
-impl StateFile {
+pub struct StateDir {
+    dir: PathBuf,
+    /// Bytes written so far, to show that a write's cost does not grow with the files.
+    pub bytes_written: u64,
+    /// A task document not written yet (the directory was not writable): it
+    /// goes first, so no record is ever on disk without its task.
+    pending_task: Option<TaskDoc>,
+}
+
+/// The temporary file a record of `name` is written through (tests point it at /dev/full).
+#[cfg(test)]
+pub(crate) fn record_tmp(state_dir: &Path, name: &str) -> PathBuf {
+    state_dir
+        .join(FILES_DIR)
+        .join(format!("{}.tmp", record_file(name)))
+}
+
+fn record_file(name: &str) -> String {
+    format!("{:016x}.json", fnv1a(name.as_bytes()))
+}
+
+impl StateDir {
     pub fn new(dir: &Path) -> Self {
-        StateFile {
+        StateDir {
             dir: dir.to_path_buf(),
+            bytes_written: 0,
+            pending_task: None,
         }
     }
 
-    pub fn path(&self) -> PathBuf {
-        self.dir.join(FILE_NAME)
+    pub fn path(&self) -> &Path {
+        &self.dir
     }
 
-    fn io(&self, source: std::io::Error) -> StateError {
+    fn io(path: &Path, source: std::io::Error) -> StateError {
         StateError::Io {
-            path: self.path(),
+            path: path.to_path_buf(),
             source,
         }
     }
 
-    /// The saved state, or `None` when there is none yet.
-    pub fn load(&self) -> Result<Option<State>, StateError> {
-        let bytes = match std::fs::read(self.path()) {
+    fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, StateError> {
+        let bytes = match std::fs::read(path) {
             Ok(b) => b,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(self.io(e)),
+            Err(e) => return Err(Self::io(path, e)),
         };
-        let state: State = serde_json::from_slice(&bytes).map_err(|e| StateError::Invalid {
-            path: self.path(),
-            detail: e.to_string(),
-        })?;
-        if state.version != STATE_VERSION {
-            return Err(StateError::Invalid {
-                path: self.path(),
-                detail: format!("version {}", state.version),
-            });
-        }
-        Ok(Some(state))
+        serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| StateError::Invalid {
+                path: path.to_path_buf(),
+                detail: e.to_string(),
+            })
     }
 
-    pub fn save(&self, state: &State) -> Result<(), StateError> {
-        std::fs::create_dir_all(&self.dir).map_err(|e| self.io(e))?;
-        let tmp = self.dir.join(format!("{FILE_NAME}.tmp"));
-        let body = serde_json::to_vec_pretty(state).map_err(|e| StateError::Invalid {
-            path: self.path(),
+    /// The saved state, or `None` when there is none yet. A version 1 file is
+    /// converted to version 2 records (and removed once they are durable).
+    pub fn load(&mut self) -> Result<Option<Saved>, StateError> {
+        let task_path = self.dir.join(TASK_FILE);
+        let v1_path = self.dir.join(V1_FILE);
+        let Some(task) = Self::read_json::<TaskDoc>(&task_path)? else {
+            return self.migrate_v1(&v1_path);
+        };
+        if task.version != STATE_VERSION {
+            return Err(StateError::Invalid {
+                path: task_path,
+                detail: format!("version {}", task.version),
+            });
+        }
+        // A v1 file left by a crash during its migration: the v2 records won.
+        let _ = std::fs::remove_file(&v1_path);
+        let mut files = BTreeMap::new();
+        let dir = self.dir.join(FILES_DIR);
+        let entries = match std::fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Ok(Some(Saved { task, files }));
+            }
+            Err(e) => return Err(Self::io(&dir, e)),
+        };
+        for entry in entries {
+            let path = entry.map_err(|e| Self::io(&dir, e))?.path();
+            if path.extension().is_none_or(|x| x != "json") {
+                continue; // a temporary file left by a crash
+            }
+            let Some(rec) = Self::read_json::<FileRecord>(&path)? else {
+                continue;
+            };
+            if rec.version != STATE_VERSION {
+                return Err(StateError::Invalid {
+                    path,
+                    detail: format!("version {}", rec.version),
+                });
+            }
+            files.insert(rec.name.clone(), rec);
+        }
+        Ok(Some(Saved { task, files }))
+    }
+
+    fn migrate_v1(&mut self, v1_path: &Path) -> Result<Option<Saved>, StateError> {
+        let Some(v1) = Self::read_json::<StateV1>(v1_path)? else {
+            return Ok(None);
+        };
+        if v1.version != 1 {
+            return Err(StateError::Invalid {
+                path: v1_path.to_path_buf(),
+                detail: format!("version {}", v1.version),
+            });
+        }
+        let files: BTreeMap<String, FileRecord> = v1
+            .files
+            .into_iter()
+            .map(|(name, f)| {
+                let rec = FileRecord {
+                    version: STATE_VERSION,
+                    name: name.clone(),
+                    generation: f.generation,
+                    identity: Identity {
+                        dev: None,
+                        inode: f.inode,
+                    },
+                    offset: f.offset,
+                    fingerprint: None,
+                    uploading: f.uploading,
+                    finished: false,
+                };
+                (name, rec)
+            })
+            .collect();
+        for rec in files.values() {
+            self.save_file(rec)?;
+        }
+        let task = TaskDoc {
+            version: STATE_VERSION,
+            cluster: v1.cluster,
+            task_id: v1.task_id,
+        };
+        self.save_task(&task)?;
+        std::fs::remove_file(v1_path).map_err(|e| Self::io(v1_path, e))?;
+        tracing::info!(path = %v1_path.display(), files = files.len(), "converted version 1 state to version 2");
+        Ok(Some(Saved { task, files }))
+    }
+
+    /// Forgets every record (state of another task).
+    pub fn reset(&mut self) -> Result<(), StateError> {
+        let dir = self.dir.join(FILES_DIR);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Self::io(&dir, e)),
+        }
+    }
+
+    /// Writes the task document; when that fails it is kept and written
+    /// before the next record.
+    pub fn save_task(&mut self, task: &TaskDoc) -> Result<(), StateError> {
+        self.pending_task = Some(task.clone());
+        self.write_pending_task()
+    }
+
+    fn write_pending_task(&mut self) -> Result<(), StateError> {
+        if let Some(task) = self.pending_task.clone() {
+            let dir = self.dir.clone();
+            self.write_atomic(&dir, TASK_FILE, &task)?;
+            self.pending_task = None;
+        }
+        Ok(())
+    }
+
+    /// Writes one file's record; the cost is that record's size alone.
+    pub fn save_file(&mut self, rec: &FileRecord) -> Result<(), StateError> {
+        self.write_pending_task()?;
+        let dir = self.dir.join(FILES_DIR);
+        self.write_atomic(&dir, &record_file(&rec.name), rec)
+    }
+
+    fn write_atomic<T: Serialize>(
+        &mut self,
+        dir: &Path,
+        name: &str,
+        value: &T,
+    ) -> Result<(), StateError> {
+        let path = dir.join(name);
+        std::fs::create_dir_all(dir).map_err(|e| Self::io(dir, e))?;
+        let body = serde_json::to_vec_pretty(value).map_err(|e| StateError::Invalid {
+            path: path.clone(),
             detail: e.to_string(),
         })?;
-        let mut f = std::fs::File::create(&tmp).map_err(|e| self.io(e))?;
+        let tmp = dir.join(format!("{name}.tmp"));
+        let mut f = std::fs::File::create(&tmp).map_err(|e| Self::io(&tmp, e))?;
         f.write_all(&body)
             .and_then(|_| f.sync_all())
-            .map_err(|e| self.io(e))?;
-        std::fs::rename(&tmp, self.path()).map_err(|e| self.io(e))?;
+            .map_err(|e| Self::io(&tmp, e))?;
+        std::fs::rename(&tmp, &path).map_err(|e| Self::io(&path, e))?;
         // The rename itself is durable only once the directory is synced.
-        std::fs::File::open(&self.dir)
+        std::fs::File::open(dir)
             .and_then(|d| d.sync_all())
-            .map_err(|e| self.io(e))
+            .map_err(|e| Self::io(dir, e))?;
+        self.bytes_written += body.len() as u64;
+        Ok(())
     }
 }
 
@@ -108,35 +296,120 @@ impl StateFile {
 mod tests {
     use super::*;
 
+    fn record() -> FileRecord {
+        FileRecord {
+            version: 2,
+            name: "catalina.2026-11-24.log".into(),
+            generation: 1,
+            identity: Identity {
+                dev: Some(64769),
+                inode: 42,
+            },
+            offset: 6080,
+            fingerprint: Some(Fingerprint {
+                head_len: 1024,
+                head: 0x0123_4567_89ab_cdef,
+                tail: 0xfedc_ba98_7654_3210,
+            }),
+            uploading: Some((6080, 7000)),
+            finished: false,
+        }
+    }
+
     #[test]
     fn golden_and_round_trip() {
         let dir = tempfile::tempdir().unwrap();
-        let sf = StateFile::new(&dir.path().join(".logdrop"));
-        assert_eq!(sf.load().unwrap(), None);
-        let mut files = BTreeMap::new();
-        files.insert(
-            "catalina.2026-11-24.log".to_string(),
-            FileState {
-                generation: 1,
-                inode: 42,
-                offset: 6080,
-                uploading: Some((6080, 7000)),
-            },
-        );
-        let state = State {
-            version: 1,
+        let mut sd = StateDir::new(&dir.path().join(".logdrop"));
+        assert_eq!(sd.load().unwrap(), None);
+        let task = TaskDoc {
+            version: 2,
             cluster: "prod".into(),
             task_id: "t1".into(),
-            files,
         };
-        sf.save(&state).unwrap();
-        assert_eq!(sf.load().unwrap(), Some(state));
-        let golden = include_str!("../../tests/fixtures/sidecar_state_v1.json");
+        sd.save_task(&task).unwrap();
+        sd.save_file(&record()).unwrap();
+        let mut files = BTreeMap::new();
+        files.insert(record().name, record());
+        assert_eq!(sd.load().unwrap(), Some(Saved { task, files }));
+        let golden = include_str!("../../tests/fixtures/sidecar_state_v2_file.json");
+        let path = sd
+            .path()
+            .join(FILES_DIR)
+            .join(record_file("catalina.2026-11-24.log"));
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), golden.trim_end());
+        std::fs::write(&path, b"{").unwrap();
+        assert!(matches!(sd.load(), Err(StateError::Invalid { .. })));
+    }
+
+    #[test]
+    fn reads_version_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = dir.path().join(".logdrop");
+        std::fs::create_dir_all(&state).unwrap();
+        let v1 = include_str!("../../tests/fixtures/sidecar_state_v1.json");
+        std::fs::write(state.join(V1_FILE), v1).unwrap();
+        let mut sd = StateDir::new(&state);
+        let saved = sd.load().unwrap().unwrap();
         assert_eq!(
-            std::fs::read_to_string(sf.path()).unwrap(),
-            golden.trim_end()
+            (saved.task.cluster.as_str(), saved.task.task_id.as_str()),
+            ("prod", "t1")
         );
-        std::fs::write(sf.path(), b"{").unwrap();
-        assert!(matches!(sf.load(), Err(StateError::Invalid { .. })));
+        let rec = &saved.files["catalina.2026-11-24.log"];
+        assert_eq!(
+            (
+                rec.generation,
+                rec.identity,
+                rec.offset,
+                rec.uploading,
+                rec.fingerprint
+            ),
+            (
+                1,
+                Identity {
+                    dev: None,
+                    inode: 42
+                },
+                6080,
+                Some((6080, 7000)),
+                None
+            )
+        );
+        assert!(!state.join(V1_FILE).exists(), "converted once");
+        assert_eq!(StateDir::new(&state).load().unwrap(), Some(saved));
+    }
+
+    #[test]
+    fn a_full_disk_is_an_error_naming_the_path() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sd = StateDir::new(dir.path());
+        let files = dir.path().join(FILES_DIR);
+        std::fs::create_dir_all(&files).unwrap();
+        let tmp = files.join(format!("{}.tmp", record_file(&record().name)));
+        // Writing to /dev/full fails with ENOSPC, like a full disk.
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let e = sd.save_file(&record()).unwrap_err();
+        assert!(e.to_string().contains(&tmp.display().to_string()), "{e}");
+        assert_eq!(sd.bytes_written, 0);
+    }
+
+    #[test]
+    fn a_write_costs_one_record_whatever_the_number_of_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut sd = StateDir::new(dir.path());
+        let mut cost = Vec::new();
+        for n in [1usize, 300] {
+            for i in 0..n {
+                let mut r = record();
+                r.name = format!("f{n:04}-{i:04}.log");
+                sd.save_file(&r).unwrap();
+            }
+            let before = sd.bytes_written;
+            let mut r = record();
+            r.name = format!("f{n:04}-0000.log");
+            r.offset += 1;
+            sd.save_file(&r).unwrap();
+            cost.push(sd.bytes_written - before);
+        }
+        assert_eq!(cost[0], cost[1]);
     }
 }

@@ -2,7 +2,7 @@
 //! the source file, so retrying forever costs nothing but time.
 
 use crate::ports::{ObjectStore, PortError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const FIRST_DELAY: Duration = Duration::from_millis(200);
 const MAX_DELAY: Duration = Duration::from_secs(30);
@@ -16,20 +16,41 @@ pub fn backoff(attempt: u32, unit: f64) -> Duration {
     cap.mul_f64(unit.clamp(0.0, 1.0))
 }
 
-/// Puts `body` under `key`, retrying every failure until it succeeds or
-/// `max_attempts` (if any) is spent. Permanent errors (access denied, no such
-/// bucket) are retried too: they are usually fixed by an operator, and the
-/// alternative is dropping data.
+/// Timeouts for the sidecar's S3 client: without them a request whose answer
+/// never comes blocks every file (the SDK's default is a connect timeout only).
+/// An attempt may take `attempt`; the SDK's retries of one call, three times that.
+pub fn timeout_config(attempt: Duration) -> aws_smithy_types::timeout::TimeoutConfig {
+    aws_smithy_types::timeout::TimeoutConfig::builder()
+        .connect_timeout(attempt.min(Duration::from_secs(5)))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(attempt.saturating_mul(3))
+        .build()
+}
+
+/// Puts `body` under `key`, retrying every failure until it succeeds,
+/// `max_attempts` (if any) is spent, or `deadline` (if any) would pass: no
+/// attempt runs and no backoff sleeps past it. Permanent errors (access
+/// denied, no such bucket) are retried too: they are usually fixed by an
+/// operator, and the alternative is dropping data.
 pub async fn put_with_retry<S: ObjectStore>(
     store: &S,
     bucket: &str,
     key: &str,
     body: bytes::Bytes,
     max_attempts: Option<u32>,
+    deadline: Option<Instant>,
 ) -> Result<u32, PortError> {
     let mut attempt = 0u32;
+    let out_of_time = || PortError::Transient("the shutdown grace ran out".into());
     loop {
-        match store.put(bucket, key, body.clone()).await {
+        let put = store.put(bucket, key, body.clone());
+        let result = match deadline {
+            Some(d) => tokio::time::timeout_at(d.into(), put)
+                .await
+                .unwrap_or_else(|_| Err(out_of_time())),
+            None => put.await,
+        };
+        match result {
             Ok(()) => return Ok(attempt),
             Err(e) => {
                 attempt += 1;
@@ -37,6 +58,9 @@ pub async fn put_with_retry<S: ObjectStore>(
                     return Err(e);
                 }
                 let wait = backoff(attempt - 1, fastrand::f64());
+                if deadline.is_some_and(|d| Instant::now() + wait >= d) {
+                    return Err(e);
+                }
                 if attempt == 1 || attempt.is_power_of_two() {
                     tracing::warn!(key, attempt, error = %e, retry_in_ms = wait.as_millis() as u64, "upload failed; retrying");
                 }
@@ -59,5 +83,25 @@ mod tests {
         assert_eq!(backoff(3, 0.5), Duration::from_millis(800));
         assert_eq!(backoff(40, 1.0), MAX_DELAY);
         assert_eq!(backoff(2, 0.0), Duration::ZERO);
+    }
+
+    /// A store that never answers.
+    struct Hung;
+    impl ObjectStore for Hung {
+        async fn get(&self, _: &str, _: &str) -> Result<crate::ports::Object, PortError> {
+            std::future::pending().await
+        }
+        async fn put(&self, _: &str, _: &str, _: bytes::Bytes) -> Result<(), PortError> {
+            std::future::pending().await
+        }
+    }
+
+    #[tokio::test]
+    async fn nothing_runs_past_the_deadline() {
+        let deadline = Instant::now() + Duration::from_millis(200);
+        let e = put_with_retry(&Hung, "b", "k", bytes::Bytes::new(), None, Some(deadline))
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("grace"), "{e}");
     }
 }

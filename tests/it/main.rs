@@ -7,4 +7,5 @@ mod shipper;
 mod shipper_bad_input;
 mod shipper_cli;
 mod sidecar;
+mod sidecar_faults;
 mod sidecar_rig;

@@ -5,8 +5,11 @@ use crate::rig::Rig;
 use logdrop::core::keys::ChunkKey;
 use std::collections::BTreeMap;
 use std::io::Read;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct SidecarRig {
@@ -14,10 +17,18 @@ pub struct SidecarRig {
     pub dir: tempfile::TempDir,
     pub extra_env: Vec<(String, String)>,
     pub endpoint: Option<String>,
+    /// Run the sidecar as this user (the tests run as root, who reads any file).
+    pub uid: Option<u32>,
+    /// The sidecar's RLIMIT_NOFILE.
+    pub nofile: Option<u64>,
 }
 
-/// Uploaded chunks of one (file, generation): start -> (end, decompressed body).
-pub type Chunks = BTreeMap<u64, (u64, Vec<u8>)>;
+/// The user `nobody`, to run a sidecar that root's files can refuse.
+pub const NOBODY: u32 = 65534;
+
+/// Uploaded chunks of one (file, generation): (start, end) -> decompressed body.
+/// Keyed by the whole range, so two chunks with one start (an overlap) both show.
+pub type Chunks = BTreeMap<(u64, u64), Vec<u8>>;
 
 impl SidecarRig {
     pub async fn new(name: &str) -> SidecarRig {
@@ -29,6 +40,8 @@ impl SidecarRig {
             dir,
             extra_env: Vec::new(),
             endpoint: None,
+            uid: None,
+            nofile: None,
         }
     }
 
@@ -41,7 +54,10 @@ impl SidecarRig {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+        // LOGDROP_TEST_SIDECAR runs the suite against another build (e.g. an older one).
+        let bin = std::env::var("LOGDROP_TEST_SIDECAR")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_sidecar").to_string());
+        let mut cmd = Command::new(bin);
         cmd.args(args)
             .env_clear()
             .env("PATH", std::env::var("PATH").unwrap_or_default());
@@ -70,6 +86,35 @@ impl SidecarRig {
             .expect("log file");
         let log2 = log.try_clone().expect("log file");
         cmd.stdin(Stdio::null()).stdout(log).stderr(log2);
+        let (uid, nofile) = (self.uid, self.nofile);
+        if uid.is_some() || nofile.is_some() {
+            if uid.is_some() {
+                // nobody must reach the log directory inside root's 0700 tempdir.
+                let mut perms = std::fs::metadata(self.dir.path()).unwrap().permissions();
+                std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+                std::fs::set_permissions(self.dir.path(), perms).unwrap();
+            }
+            // SAFETY: only async-signal-safe calls between fork and exec.
+            unsafe {
+                cmd.pre_exec(move || {
+                    if let Some(n) = nofile {
+                        let lim = libc::rlimit {
+                            rlim_cur: n,
+                            rlim_max: n,
+                        };
+                        if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
+                    }
+                    if let Some(u) = uid
+                        && (libc::setgid(u) != 0 || libc::setuid(u) != 0)
+                    {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
         cmd
     }
 
@@ -138,7 +183,7 @@ impl SidecarRig {
             assert_eq!(plain.len() as u64, k.end - k.start, "{key}: body length");
             out.entry((k.file, k.generation))
                 .or_default()
-                .insert(k.start, (k.end, plain));
+                .insert((k.start, k.end), plain);
         }
         out
     }
@@ -163,10 +208,13 @@ impl SidecarRig {
 pub fn assert_tiles(chunks: &Chunks, content: &[u8], what: &str) {
     let mut at = 0u64;
     let mut joined = Vec::with_capacity(content.len());
-    for (&start, (end, body)) in chunks {
-        assert_eq!(start, at, "{what}: gap or overlap at {at}");
+    for (&(start, end), body) in chunks {
+        assert_eq!(
+            start, at,
+            "{what}: gap or overlap at {at} (chunk {start}-{end})"
+        );
         joined.extend_from_slice(body);
-        at = *end;
+        at = end;
     }
     assert_eq!(
         at,
@@ -240,4 +288,136 @@ pub fn peak_rss_kib(pid: u32) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("VmHWM:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// Appends `content` to `path` in random-sized writes (often mid-line), with short pauses.
+pub fn write_slowly(
+    path: std::path::PathBuf,
+    content: Vec<u8>,
+    seed: u64,
+    max_pause_ms: u64,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let mut rng = fastrand::Rng::with_seed(seed);
+        let mut at = 0;
+        while at < content.len() {
+            let n = rng.usize(1..4000).min(content.len() - at);
+            append(&path, &content[at..at + n]);
+            at += n;
+            std::thread::sleep(Duration::from_millis(rng.u64(0..=max_pause_ms)));
+        }
+    })
+}
+
+pub async fn wait_until_shipped(s: &SidecarRig, file: &str, generation: u64, len: u64) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let chunks = s.chunks().await;
+        let shipped = chunks
+            .get(&(file.to_string(), generation))
+            .and_then(|c| c.keys().map(|(_, e)| *e).max())
+            .unwrap_or(0);
+        if shipped >= len {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{file} gen {generation}: {shipped} of {len} shipped after 60 s\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// What the proxy in front of moto does with a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Mode {
+    Forward = 0,
+    /// Close every connection at once (S3 unreachable).
+    Refuse = 1,
+    /// Accept and read, never answer (a hung endpoint).
+    Blackhole = 2,
+    /// Pass requests on to moto but never relay its answers (stored, answer lost).
+    Swallow = 3,
+}
+
+/// A TCP proxy to moto whose behaviour the test switches at any moment.
+pub struct Proxy {
+    pub addr: std::net::SocketAddr,
+    mode: Arc<AtomicU8>,
+}
+
+impl Proxy {
+    pub fn start() -> Proxy {
+        let upstream = moto().endpoint.trim_start_matches("http://").to_string();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mode = Arc::new(AtomicU8::new(Mode::Forward as u8));
+        let m = mode.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                let now = m.load(Ordering::SeqCst);
+                if now == Mode::Refuse as u8 {
+                    drop(client);
+                    continue;
+                }
+                if now == Mode::Blackhole as u8 {
+                    std::thread::spawn(move || {
+                        let mut c = client;
+                        let _ = std::io::copy(&mut c, &mut std::io::sink());
+                    });
+                    continue;
+                }
+                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
+                    continue;
+                };
+                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
+                let (mut c1, mut s1) = (client, server);
+                let (up, down) = (m.clone(), m.clone());
+                std::thread::spawn(move || relay(&mut c1, &mut s1, &up, false));
+                std::thread::spawn(move || relay(&mut s2, &mut c2, &down, true));
+            }
+        });
+        Proxy { addr, mode }
+    }
+
+    pub fn set(&self, mode: Mode) {
+        self.mode.store(mode as u8, Ordering::SeqCst);
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+/// Copies `from` to `to` until either end closes; answers are dropped while
+/// swallowing, and the connection is cut when the proxy starts refusing.
+fn relay(
+    from: &mut std::net::TcpStream,
+    to: &mut std::net::TcpStream,
+    mode: &AtomicU8,
+    answers: bool,
+) {
+    use std::io::Write;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        let n = match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+        let now = mode.load(Ordering::SeqCst);
+        if now == Mode::Refuse as u8 {
+            break;
+        }
+        if answers && now == Mode::Swallow as u8 {
+            continue;
+        }
+        if to.write_all(&buf[..n]).is_err() {
+            break;
+        }
+    }
+    let _ = to.shutdown(std::net::Shutdown::Both);
+    let _ = from.shutdown(std::net::Shutdown::Both);
 }

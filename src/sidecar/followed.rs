@@ -1,0 +1,215 @@
+//! One followed file: its identity, fingerprint, open handle (if any),
+//! offsets, and the check of what became of it since the last look.
+
+use crate::core::split::Format;
+use crate::sidecar::fingerprint::{Fingerprint, Identity};
+use crate::sidecar::state::{FileRecord, STATE_VERSION};
+use crate::sidecar::tail::{self, Change, Seen};
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+/// A read or open error that stays with its file.
+#[derive(Debug, Clone)]
+pub struct Failing {
+    pub error: String,
+    next_log: Instant,
+}
+
+/// How often a file's unchanged error is logged again.
+const ERROR_LOG_EVERY: Duration = Duration::from_secs(600);
+
+pub struct Followed {
+    pub record: FileRecord,
+    pub format: Format,
+    handle: Option<File>,
+    /// What the directory showed at the last look.
+    pub seen: Option<Seen>,
+    /// The `(len, mtime)` whose fingerprint was last checked.
+    checked: Option<(u64, Option<std::time::SystemTime>)>,
+    /// When unshipped bytes were first seen (the age rule's clock).
+    pub pending_since: Option<Instant>,
+    pub failing: Option<Failing>,
+}
+
+impl Followed {
+    /// A file seen for the first time, as generation `generation` from byte 0.
+    pub fn new(seen: &Seen, generation: u64) -> Followed {
+        let record = FileRecord {
+            version: STATE_VERSION,
+            name: seen.name.clone(),
+            generation,
+            identity: Identity {
+                dev: Some(seen.dev),
+                inode: seen.inode,
+            },
+            ..FileRecord::default()
+        };
+        Followed::restored(record, Some(seen.clone()))
+    }
+
+    /// A file whose record was saved before a restart; its fingerprint is
+    /// checked on the first look.
+    pub fn restored(record: FileRecord, seen: Option<Seen>) -> Followed {
+        Followed {
+            format: Format::for_file(&record.name),
+            record,
+            handle: None,
+            seen,
+            checked: None,
+            pending_since: None,
+            failing: None,
+        }
+    }
+
+    pub fn name(&self) -> &str {
+        &self.record.name
+    }
+
+    pub fn is_open(&self) -> bool {
+        self.handle.is_some()
+    }
+
+    pub fn close(&mut self) {
+        self.handle = None;
+    }
+
+    /// The open handle, opening the name if needed and checking it is still
+    /// the followed file. `Ok(None)`: the name now holds another file.
+    pub fn handle(&mut self, dir: &Path) -> io::Result<Option<&mut File>> {
+        if self.handle.is_none() {
+            let f = File::open(dir.join(&self.record.name))?;
+            let m = f.metadata()?;
+            if !self.record.identity.matches(m.dev(), m.ino()) {
+                return Ok(None);
+            }
+            self.record.identity.dev = Some(m.dev());
+            self.handle = Some(f);
+        }
+        Ok(self.handle.as_mut())
+    }
+
+    /// The file's size through the open handle, else as last seen.
+    pub fn size(&self) -> io::Result<u64> {
+        match &self.handle {
+            Some(f) => Ok(f.metadata()?.len()),
+            None => Ok(self.seen.as_ref().map_or(0, |s| s.len)),
+        }
+    }
+
+    /// What became of the file, given what its name shows now. Whenever its
+    /// size or time changed, the fingerprint of the shipped bytes is checked
+    /// too: a rewrite that kept the inode and the length is `Truncated`.
+    pub fn check(&mut self, dir: &Path, now: Option<&Seen>) -> io::Result<Change> {
+        let change = tail::classify(&self.record, now);
+        if change != Change::Same {
+            return Ok(change);
+        }
+        let Some(now) = now else {
+            return Ok(Change::Deleted);
+        };
+        self.seen = Some(now.clone());
+        let stamp = (now.len, now.mtime);
+        if self.checked == Some(stamp) {
+            return Ok(Change::Same);
+        }
+        let offset = self.record.offset;
+        let want = self.record.fingerprint;
+        let Some(f) = self.handle(dir)? else {
+            return Ok(Change::Replaced);
+        };
+        let fp = Fingerprint::of(f, offset);
+        let same = match (want, fp) {
+            (Some(w), Ok(got)) => w == got,
+            // Converted from v1 or never shipped: nothing to compare yet.
+            (None, Ok(got)) => {
+                self.record.fingerprint = (offset > 0).then_some(got);
+                true
+            }
+            // Shorter than the offset between the stat and the read.
+            (_, Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => false,
+            (_, Err(e)) => return Err(e),
+        };
+        self.checked = Some(stamp);
+        Ok(if same {
+            Change::Same
+        } else {
+            Change::Truncated
+        })
+    }
+
+    /// Records a shipped chunk ending at `end`.
+    pub fn shipped(&mut self, end: u64) {
+        self.record.offset = end;
+        self.record.uploading = None;
+        self.record.fingerprint = self
+            .handle
+            .as_ref()
+            .and_then(|f| Fingerprint::of(f, end).ok());
+    }
+
+    /// Keeps an error with this file; returns whether to log it now (the
+    /// first time, when it changes, and then rarely).
+    pub fn fail(&mut self, error: String) -> bool {
+        let now = Instant::now();
+        let log = match &self.failing {
+            Some(f) => f.error != error || now >= f.next_log,
+            None => true,
+        };
+        let next_log = if log {
+            now + ERROR_LOG_EVERY
+        } else {
+            self.failing.as_ref().map_or(now, |f| f.next_log)
+        };
+        self.failing = Some(Failing { error, next_log });
+        self.close();
+        log
+    }
+
+    /// Bytes seen and not yet shipped, as `[offset, len)`.
+    pub fn unshipped(&self) -> Option<(u64, u64)> {
+        let len = self.size().unwrap_or(0);
+        let start = self.record.uploading.map_or(self.record.offset, |u| u.0);
+        let end = len.max(self.record.uploading.map_or(0, |u| u.1));
+        (end > start).then_some((start, end))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seen(dir: &Path, name: &str) -> Seen {
+        tail::scan_one(dir, name).unwrap().unwrap()
+    }
+
+    #[test]
+    fn a_rewrite_that_keeps_inode_length_and_tail_is_caught_by_the_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("a.log");
+        std::fs::write(&p, b"first line\nsame tail bytes here\n").unwrap();
+        let mut f = Followed::new(&seen(dir.path(), "a.log"), 0);
+        assert_eq!(
+            f.check(dir.path(), Some(&seen(dir.path(), "a.log")))
+                .unwrap(),
+            Change::Same
+        );
+        assert!(f.handle(dir.path()).unwrap().is_some());
+        f.shipped(32);
+        std::fs::write(&p, b"FIRST LINE\nsame tail bytes here\nmore\n").unwrap();
+        let now = seen(dir.path(), "a.log");
+        assert_eq!(f.check(dir.path(), Some(&now)).unwrap(), Change::Truncated);
+    }
+
+    #[test]
+    fn errors_are_logged_once_until_they_change() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("a.log"), b"x").unwrap();
+        let mut f = Followed::new(&seen(dir.path(), "a.log"), 0);
+        assert!(f.fail("denied".into()));
+        assert!(!f.fail("denied".into()));
+        assert!(f.fail("gone".into()));
+    }
+}

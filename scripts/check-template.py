@@ -12,6 +12,12 @@
                      about them leaves the queues (retention plus a margin)
   checkpoint-expiry  no expiry for idle checkpoints, or one that can come
                      before the chunks of the task expire
+  stop-timeout       a container with LOGDROP_SHUTDOWN_GRACE whose stopTimeout
+                     does not leave it that grace plus 5 s (ECS then SIGKILLs it)
+
+A .json file is an ECS task definition (aws ecs register-task-definition
+--cli-input-json): it is validated against the ECS API model, then its
+containers are checked for stop-timeout.
 
 Usage: check-template.py FILE...; exits 1 naming each failed check and where.
 """
@@ -24,7 +30,10 @@ from cfnlint.decode import decode
 # Days a chunk must outlive the longest queue retention: time for a redrive
 # from the dead-letter queue after a fix.
 MARGIN_DAYS = 3
-IAM_TYPES = ("AWS::IAM::Role", "AWS::IAM::ManagedPolicy", "AWS::IAM::Policy")
+# Actions that have no resource-level permissions: "*" is their only resource.
+NO_RESOURCE_ACTIONS = {"ecr:GetAuthorizationToken"}
+# What the sidecar needs after its grace to save its state and exit.
+EXIT_SECONDS = 5
 
 
 def as_list(v):
@@ -97,13 +106,17 @@ def check(template):
         for where, s in policy_documents(name, res):
             if s.get("Effect") != "Allow":
                 continue
-            if "*" in as_list(s.get("Resource", [])):
+            actions = set(as_list(s.get("Action", [])))
+            if "*" in as_list(s.get("Resource", [])) and not actions <= NO_RESOURCE_ACTIONS:
                 errors.append(("wildcard-resource", f"{where}: {s.get('Action')} on Resource \"*\""))
             for action in as_list(s.get("Action", [])):
                 if isinstance(action, str) and (action == "*" or action.endswith(":*")):
                     errors.append(("full-access", f"{where}: action {action}"))
         if res.get("Type") == "AWS::Serverless::Function" and "Role" not in props:
             errors.append(("sam-policies", f"{name}: no Role, so SAM attaches its managed policies"))
+
+        if res.get("Type") == "AWS::ECS::TaskDefinition":
+            errors += stop_timeouts(props.get("ContainerDefinitions", []), "Environment", "StopTimeout", name)
 
     policies = [r.get("Properties", {}) for r in resources.values() if r.get("Type") == "AWS::S3::BucketPolicy"]
     for name, res in resources.items():
@@ -145,9 +158,53 @@ def check(template):
     return errors
 
 
+def seconds(duration):
+    """LOGDROP_SHUTDOWN_GRACE's syntax: 500ms, 5s, 2m, 1h, or a bare number of seconds."""
+    text = str(duration).strip()
+    for suffix, factor in (("ms", 0.001), ("s", 1), ("m", 60), ("h", 3600)):
+        if text.endswith(suffix) and text[: -len(suffix)].isdigit():
+            return int(text[: -len(suffix)]) * factor
+    return float(text) if text.replace(".", "", 1).isdigit() else None
+
+
+def stop_timeouts(containers, env_key, timeout_key, where):
+    errors = []
+    for c in containers:
+        name = c.get("Name", c.get("name"))
+        env = {e.get("Name", e.get("name")): e.get("Value", e.get("value")) for e in c.get(env_key, [])}
+        if "LOGDROP_SHUTDOWN_GRACE" not in env:
+            continue
+        grace = seconds(env["LOGDROP_SHUTDOWN_GRACE"])
+        timeout = c.get(timeout_key)
+        if grace is None or not isinstance(timeout, (int, float)) or timeout < grace + EXIT_SECONDS:
+            errors.append(("stop-timeout", f"{where}.{name}: stopTimeout {timeout} for a shutdown grace of "
+                                           f"{env['LOGDROP_SHUTDOWN_GRACE']} (needs the grace plus {EXIT_SECONDS} s)"))
+    return errors
+
+
+def check_task_definition(path):
+    import json
+
+    import botocore.session
+    from botocore.validate import ParamValidator
+
+    with open(path) as f:
+        doc = json.load(f)
+    model = botocore.session.get_session().get_service_model("ecs")
+    shape = model.operation_model("RegisterTaskDefinition").input_shape
+    report = ParamValidator().validate(doc, shape)
+    errors = [("ecs-model", line) for line in report.generate_report().splitlines()] if report.has_errors() else []
+    return errors + stop_timeouts(doc.get("containerDefinitions", []), "environment", "stopTimeout", "task")
+
+
 def main(paths):
     failed = False
     for path in paths:
+        if path.endswith(".json"):
+            for name, why in check_task_definition(path):
+                print(f"{path}: {name}: {why}", file=sys.stderr)
+                failed = True
+            continue
         template, matches = decode(path)
         if template is None:
             print(f"{path}: cannot be read: {matches}", file=sys.stderr)

@@ -8,3 +8,4 @@ mod shipper_bad_input;
 mod shipper_cli;
 mod sidecar;
 mod sidecar_rig;
+mod template;

@@ -1,7 +1,9 @@
 //! Integration tests: the real binaries' code against moto's server through
 //! the real AWS SDK clients.
 
+mod image;
 mod moto;
+mod poll;
 mod rig;
 mod shipper;
 mod shipper_bad_input;

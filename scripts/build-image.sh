@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Builds the sidecar image from the static binary `make sidecar` produced.
+# usage: scripts/build-image.sh [TAG]   (env: ARCH=x86_64|aarch64, CONTAINER_TOOL)
+# Uses docker when present, else podman (then with scripts/containers.conf
+# unless CONTAINERS_CONF names another).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+arch=${ARCH:-x86_64}
+tag=${1:-logdrop-sidecar:latest}
+case $arch in
+  x86_64) platform=linux/amd64 ;;
+  aarch64) platform=linux/arm64 ;;
+  *) echo "ARCH must be x86_64 or aarch64, not $arch" >&2; exit 2 ;;
+esac
+binary="$root/target/sidecar-$arch-unknown-linux-musl"
+[ -x "$binary" ] || { echo "$binary is missing: run make sidecar SIDECAR_TARGET=$arch-unknown-linux-musl" >&2; exit 2; }
+bundle=$("$root/.venv/bin/python" -c 'import certifi; print(certifi.where())')
+context="$root/target/image/$arch"
+rm -rf "$context" && mkdir -p "$context"
+cp "$binary" "$context/" && cp "$bundle" "$context/ca-certificates.crt"
+tool=${CONTAINER_TOOL:-$(command -v docker >/dev/null && echo docker || echo podman)}
+if [ "$tool" = podman ]; then export CONTAINERS_CONF=${CONTAINERS_CONF:-$root/scripts/containers.conf}; fi
+"$tool" build --quiet --platform "$platform" --build-arg "ARCH=$arch" -t "$tag" -f "$root/Dockerfile" "$context"

@@ -2,6 +2,7 @@
 //! the real AWS SDK clients.
 
 mod image;
+mod lambda_logs;
 mod moto;
 mod poll;
 mod rig;

@@ -6,7 +6,7 @@
 //! and, after its `maxReceiveCount`, move to its dead-letter queue.
 
 use crate::ports::{CheckpointStore, LogSink, ObjectStore};
-use crate::shipper::{HandlerError, Invocation, Shipper};
+use crate::shipper::{Invocation, Shipper};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -131,9 +131,9 @@ where
             }
             continue;
         }
-        // The batch is finished even when shutdown comes meanwhile: what it
-        // shipped must be deleted, or it would be delivered (harmlessly) again.
-        // The same span the Lambda runtime opens, so each line names its batch.
+        // The same span the Lambda runtime opens, so each line names its
+        // batch. The batch is finished even when shutdown comes meanwhile:
+        // what it shipped must be deleted, or it comes (harmlessly) again.
         let request_id = format!("poll-{}", messages[0].id);
         let span = tracing::info_span!("poll", requestId = request_id.as_str());
         let inv = Invocation {
@@ -166,7 +166,7 @@ async fn ship_batch<O, C, L, Q>(
         Ok(response) => failed_ids(&response),
         // An SQS-shaped event only fails whole if it is not one, which would
         // be a bug here: keep every message, so nothing is lost.
-        Err(e @ HandlerError::Trigger(_)) | Err(e @ HandlerError::Records { .. }) => {
+        Err(e) => {
             tracing::error!(error = %e, "the batch failed as a whole; no message is deleted");
             messages.iter().map(|m| m.id.clone()).collect()
         }

@@ -105,6 +105,30 @@ async fn image_ships_the_log_directory_once() {
     // The binary, a CA bundle (about 300 KB) and metadata: nothing else.
     assert!(size < binary_size + 1_000_000, "{size} bytes");
 
+    // Without a CA bundle a scratch image cannot verify S3's certificate
+    // (UnknownIssuer): the image carries the pinned one where rustls looks.
+    let id = run(podman().args(["create", TAG]), "create a container");
+    let id = String::from_utf8_lossy(&id.stdout).trim().to_string();
+    let copied = tempfile::tempdir().expect("tempdir");
+    let cp = podman()
+        .args(["cp", &format!("{id}:/etc/ssl/certs/ca-certificates.crt")])
+        .arg(copied.path())
+        .output();
+    let _ = podman().args(["rm", &id]).output();
+    assert!(
+        cp.is_ok_and(|o| o.status.success()),
+        "no CA bundle in the image"
+    );
+    let bundle = std::fs::read(copied.path().join("ca-certificates.crt")).expect("bundle");
+    let certificates = bundle
+        .windows(27)
+        .filter(|w| w == b"-----BEGIN CERTIFICATE-----")
+        .count();
+    assert!(
+        certificates > 100,
+        "{certificates} certificates in the bundle"
+    );
+
     let rig = Rig::new("image").await;
     let logs = tempfile::tempdir().expect("tempdir");
     let files = [

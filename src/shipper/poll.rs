@@ -105,6 +105,7 @@ where
     tokio::pin!(shutdown);
     loop {
         let received = tokio::select! {
+            biased;
             () = &mut shutdown => break,
             r = queue.receive(options.wait_seconds) => r,
         };
@@ -255,6 +256,100 @@ fn failed_ids(response: &Value) -> HashSet<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Env;
+    use crate::memory::{MemorySink, MemoryStore};
+    use crate::shipper::Config;
+    use std::sync::Mutex;
+
+    /// Hands out its batches, then nothing; records what was deleted.
+    #[derive(Default)]
+    struct MemoryQueue {
+        batches: Mutex<Vec<Vec<Message>>>,
+        deleted: Mutex<Vec<String>>,
+    }
+
+    impl Queue for MemoryQueue {
+        async fn describe(&self) -> Result<(String, Duration), QueueError> {
+            Ok(("arn:aws:sqs:us-east-1:1:q".into(), Duration::from_secs(60)))
+        }
+        async fn receive(&self, _wait: i32) -> Result<Vec<Message>, QueueError> {
+            Ok(self.batches.lock().unwrap().pop().unwrap_or_default())
+        }
+        async fn delete(&self, messages: &[&Message]) -> Result<Vec<String>, QueueError> {
+            let mut deleted = self.deleted.lock().unwrap();
+            deleted.extend(messages.iter().map(|m| m.id.clone()));
+            Ok(Vec::new())
+        }
+    }
+
+    fn message(id: &str, body: String) -> Message {
+        Message {
+            id: id.into(),
+            receipt_handle: format!("r-{id}"),
+            body,
+            attributes: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn deletes_only_what_succeeded() {
+        let config = Config::from_env(&Env::from_pairs([("LOGDROP_LOG_GROUP", "g")])).unwrap();
+        let shipper = Shipper::new(
+            MemoryStore::default(),
+            MemoryStore::default(),
+            MemorySink::default(),
+            config,
+        );
+        let key = "logs/c/t/catalina.2026-11-24.log/0/000000000000000-000000000000000.gz";
+        shipper.objects.insert("b", key, crate::generate::gzip(b""));
+        let good = serde_json::json!({"Records": [{"eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": "b"}, "object": {"key": key}}}]});
+        let queue = MemoryQueue::default();
+        queue.batches.lock().unwrap().push(vec![
+            message("good", good.to_string()),
+            message("poison", "not json".into()),
+        ]);
+        let options = PollOptions {
+            queue_url: "q".into(),
+            wait_seconds: 0,
+            until_empty: true,
+        };
+        let summary = run(&shipper, &queue, &options, std::future::pending())
+            .await
+            .unwrap();
+        assert_eq!(
+            summary,
+            PollSummary {
+                batches: 1,
+                messages: 2,
+                deleted: 1,
+                failed: 1,
+                queue_errors: 0
+            }
+        );
+        assert_eq!(*queue.deleted.lock().unwrap(), vec!["good".to_string()]);
+    }
+
+    #[tokio::test]
+    async fn shutdown_stops_a_service() {
+        let config = Config::from_env(&Env::from_pairs([("LOGDROP_LOG_GROUP", "g")])).unwrap();
+        let shipper = Shipper::new(
+            MemoryStore::default(),
+            MemoryStore::default(),
+            MemorySink::default(),
+            config,
+        );
+        let options = PollOptions {
+            queue_url: "q".into(),
+            wait_seconds: 0,
+            until_empty: false,
+        };
+        // An empty queue as a service polls on until shutdown completes.
+        let summary = run(&shipper, &MemoryQueue::default(), &options, async {})
+            .await
+            .unwrap();
+        assert_eq!(summary, PollSummary::default());
+    }
 
     #[test]
     fn event_has_the_lambda_shape() {

@@ -80,9 +80,9 @@ $(VENV)/.build-installed: requirements-build.txt | venv
 	$(PIP) install --quiet --disable-pip-version-check -r requirements-build.txt
 	touch $@
 
-# The sidecar image (Dockerfile): docker if present, else podman.
+# The sidecar image (Dockerfile): docker if its daemon answers, else podman.
 image: sidecar
-	@command -v docker >/dev/null || $(MAKE) --no-print-directory podman
+	@docker info >/dev/null 2>&1 || $(MAKE) --no-print-directory podman
 	ARCH=$(ARCH) scripts/build-image.sh $(IMAGE)
 
 # `sam build` (cargo-lambda, no Docker), then `sam deploy --guided` the first

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds the sidecar image from the static binary `make sidecar` produced.
 # usage: scripts/build-image.sh [TAG]   (env: ARCH=x86_64|aarch64, CONTAINER_TOOL)
-# Uses docker when present, else podman (then with scripts/containers.conf
-# unless CONTAINERS_CONF names another).
+# Uses docker when its daemon answers, else podman (then with
+# scripts/containers.conf unless CONTAINERS_CONF names another).
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 arch=${ARCH:-x86_64}
@@ -18,6 +18,6 @@ bundle=$("$root/.venv/bin/python" -c 'import certifi; print(certifi.where())')
 context="$root/target/image/$arch"
 rm -rf "$context" && mkdir -p "$context"
 cp "$binary" "$context/" && cp "$bundle" "$context/ca-certificates.crt"
-tool=${CONTAINER_TOOL:-$(command -v docker >/dev/null && echo docker || echo podman)}
+tool=${CONTAINER_TOOL:-$(docker info >/dev/null 2>&1 && echo docker || echo podman)}
 if [ "$tool" = podman ]; then export CONTAINERS_CONF=${CONTAINERS_CONF:-$root/scripts/containers.conf}; fi
 "$tool" build --quiet --platform "$platform" --build-arg "ARCH=$arch" -t "$tag" -f "$root/Dockerfile" "$context"

@@ -19,5 +19,9 @@ context="$root/target/image/$arch"
 rm -rf "$context" && mkdir -p "$context"
 cp "$binary" "$context/" && cp "$bundle" "$context/ca-certificates.crt"
 tool=${CONTAINER_TOOL:-$(docker info >/dev/null 2>&1 && echo docker || echo podman)}
-if [ "$tool" = podman ]; then export CONTAINERS_CONF=${CONTAINERS_CONF:-$root/scripts/containers.conf}; fi
-"$tool" build --quiet --platform "$platform" --build-arg "ARCH=$arch" -t "$tag" -f "$root/Dockerfile" "$context"
+extra=()
+if [ "$tool" = podman ]; then
+  export CONTAINERS_CONF=${CONTAINERS_CONF:-$root/scripts/containers.conf}
+  extra=(--layers=false)  # no intermediate images left behind
+fi
+"$tool" build "${extra[@]}" --quiet --platform "$platform" --build-arg "ARCH=$arch" -t "$tag" -f "$root/Dockerfile" "$context"

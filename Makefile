@@ -5,33 +5,63 @@ PIP := $(VENV)/bin/pip
 EVENT ?= events/s3-put.json
 
 SIDECAR_TARGET ?= x86_64-unknown-linux-musl
+ARCH := $(firstword $(subst -, ,$(SIDECAR_TARGET)))
+IMAGE ?= logdrop-sidecar:latest
+# Debian 12's podman and runc build and run the FROM-scratch sidecar image
+# without a Docker daemon (the image test needs them).
+PODMAN_VERSION := 4.3.1+ds1-8+deb12u1+b3
+RUNC_VERSION := 1.1.5+ds1-1+deb12u1
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+SAM := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam
+TEMPLATES := template.yaml examples/ecs-task.yaml
 
-.PHONY: all venv test lint demo invoke build sidecar bench lock clean
+.PHONY: all venv podman test lint demo invoke invoke-aws build sidecar image deploy bench lock clean
 
 all: test
 
-# Python tools (moto's server, cfn-lint), pinned, in a project-local venv.
+# Python tools (moto's server, cfn-lint, SAM CLI), pinned, in a project-local venv.
 venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt requirements-lock.txt
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt -c requirements-lock.txt
 	touch $@
 
+# Installs podman and runc from Debian when either is missing; quiet otherwise.
+podman:
+	@command -v podman >/dev/null && command -v runc >/dev/null || { \
+	  echo "installing podman $(PODMAN_VERSION) and runc $(RUNC_VERSION) (Debian)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    podman=$(PODMAN_VERSION) runc=$(RUNC_VERSION) >/dev/null; }
+
+# cfn-lint and `sam validate --lint` on every template, then logdrop's own
+# checks (scripts/check-template.py: scoped IAM, TLS-only bucket, lifecycle,
+# stop timeout), which also validate the JSON task definition.
 lint: venv
 	cargo fmt --all -- --check
 	cargo clippy --all-targets -- -D warnings
-	$(VENV)/bin/cfn-lint template.yaml
+	$(VENV)/bin/cfn-lint $(TEMPLATES)
+	$(SAM) validate --lint --template template.yaml --region us-east-1
+	$(VENV)/bin/python scripts/check-template.py $(TEMPLATES) examples/ecs-task-definition.json
 
-test: lint
+# The image test (tests/it/image.rs) builds the image from the static sidecar.
+test: lint podman sidecar
 	cargo test --tests
 
 demo: venv
 	cargo build --release --bins
 	scripts/with-moto.sh scripts/demo.sh
 
-# Runs the handler once on EVENT against whatever AWS the environment names
-# (AWS_PROFILE/credentials, or AWS_ENDPOINT_URL for a local emulator).
-invoke:
+# Runs the handler once on EVENT against a local emulator, with the sample
+# objects of events/objects uploaded and the variables set; prints the
+# response and what the log group then holds.
+invoke: venv
+	cargo build --release --bin shipper
+	scripts/with-moto.sh scripts/invoke-local.sh $(EVENT)
+
+# The same against the AWS account the environment names (AWS_PROFILE or
+# credentials, AWS_REGION); the event must name your bucket and a chunk in it.
+invoke-aws:
+	@test -n "$$LOGDROP_LOG_GROUP" || { echo "set LOGDROP_LOG_GROUP to the stack's file log group" >&2; exit 2; }
 	cargo run --release --bin shipper -- invoke --event $(EVENT)
 
 # The Lambda artifact: target/lambda/shipper/bootstrap for arm64 (Graviton),
@@ -50,6 +80,18 @@ $(VENV)/.build-installed: requirements-build.txt | venv
 	$(PIP) install --quiet --disable-pip-version-check -r requirements-build.txt
 	touch $@
 
+# The sidecar image (Dockerfile): docker if its daemon answers, else podman.
+image: sidecar
+	@docker info >/dev/null 2>&1 || $(MAKE) --no-print-directory podman
+	ARCH=$(ARCH) scripts/build-image.sh $(IMAGE)
+
+# `sam build` (cargo-lambda, no Docker), then `sam deploy --guided` the first
+# time (it writes samconfig.toml) and `sam deploy` with it after.
+deploy: $(VENV)/.build-installed
+	rustup target add aarch64-unknown-linux-gnu
+	$(SAM) build
+	if [ -f samconfig.toml ]; then $(SAM) deploy; else $(SAM) deploy --guided; fi
+
 bench: venv sidecar
 	cargo bench --bench core
 	python3 scripts/bench-report.py | tee target/bench-core.md
@@ -62,4 +104,4 @@ lock:
 
 clean:
 	cargo clean
-	rm -rf $(VENV)
+	rm -rf $(VENV) .aws-sam

@@ -25,19 +25,13 @@ kill -TERM $sidecar
 wait $sidecar && echo "   sidecar exited 0"
 echo "== 4. the sidecar's offsets survive a restart, one record per file in $LOGDROP_LOG_DIR/.logdrop/files/:"
 cat "$work/logs/.logdrop/files/"*.json | grep -E '"(name|generation|offset)"' | tr -s ' ' | paste -sd' ' | cut -c1-200
-echo "== 5. the shipper Lambda runs on each SQS batch, as the event source mapping would call it"
-batches=0
-chunks=0
-while $py receive --queue logdrop-chunks --out "$work/batch.json"; do
-  chunks=$((chunks + $(grep -o '"messageId"' "$work/batch.json" | wc -l)))
-  target/release/shipper invoke --event "$work/batch.json" >"$work/response.json" 2>>"$work/shipper.log" || true
-  $py ack --queue logdrop-chunks --event "$work/batch.json" --response "$work/response.json"
-  cp "$work/batch.json" "$work/last-batch.json"
-  batches=$((batches + 1))
-done
-echo "   $batches SQS batches, $chunks messages (the first is S3's test event)"
-echo "== 6. a duplicate delivery of the last batch adds nothing:"
-target/release/shipper invoke --event "$work/last-batch.json" 2>/dev/null
+echo "== 5. shipper poll consumes the queue as the Lambda's SQS event source mapping would"
+queue=$($py queue-url --queue logdrop-chunks)
+target/release/shipper poll --queue-url "$queue" --until-empty --wait-seconds 2 2>>"$work/shipper.log"
+echo "   (the summary counts S3's test event as a message too)"
+echo "== 6. a duplicate delivery of every chunk adds nothing:"
+$py renotify --bucket "$LOGDROP_BUCKET" --queue logdrop-chunks
+target/release/shipper poll --queue-url "$queue" --until-empty --wait-seconds 2 2>>"$work/shipper.log"
 echo "== 7. the sample events in events/ work the same way (make invoke EVENT=...)"
 $py upload --bucket "$LOGDROP_BUCKET" --dir events/objects >/dev/null
 for event in events/s3-put.json events/sqs-batch.json events/eventbridge-object-created.json; do

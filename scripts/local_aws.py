@@ -67,29 +67,22 @@ def notify(args):
     print(f"s3://{args.bucket} notifies {arn} of new logs/*.gz")
 
 
-def receive(args):
-    """Writes the next SQS batch as the Lambda event SQS would deliver; prints its receipt file."""
-    sqs = client("sqs", args.endpoint)
-    url = sqs.get_queue_url(QueueName=args.queue)["QueueUrl"]
-    msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=1).get("Messages", [])
-    if not msgs:
-        return 1
-    records = [{"messageId": m["MessageId"], "receiptHandle": m["ReceiptHandle"], "body": m["Body"],
-                "attributes": {}, "messageAttributes": {}, "eventSource": "aws:sqs",
-                "eventSourceARN": f"arn:aws:sqs:us-east-1:123456789012:{args.queue}", "awsRegion": "us-east-1"} for m in msgs]
-    with open(args.out, "w") as f:
-        json.dump({"Records": records}, f)
-    return 0
+def queue_url(args):
+    print(client("sqs", args.endpoint).get_queue_url(QueueName=args.queue)["QueueUrl"])
 
 
-def ack(args):
-    """Deletes the messages of an event file, except those the response reports as failed."""
-    sqs = client("sqs", args.endpoint)
+def renotify(args):
+    """Sends the queue an S3 notification for every chunk again, as a duplicate delivery would."""
+    s3, sqs = client("s3", args.endpoint), client("sqs", args.endpoint)
     url = sqs.get_queue_url(QueueName=args.queue)["QueueUrl"]
-    failed = {f["itemIdentifier"] for f in json.load(open(args.response)).get("batchItemFailures", [])}
-    for r in json.load(open(args.event))["Records"]:
-        if r["messageId"] not in failed:
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=r["receiptHandle"])
+    n = 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=args.bucket, Prefix="logs/"):
+        for o in page.get("Contents", []):
+            body = {"Records": [{"eventName": "ObjectCreated:Put",
+                                 "s3": {"bucket": {"name": args.bucket}, "object": {"key": o["Key"]}}}]}
+            sqs.send_message(QueueUrl=url, MessageBody=json.dumps(body))
+            n += 1
+    print(f"{n} notifications sent again")
 
 
 def write_slowly(args):
@@ -154,13 +147,11 @@ def main():
     n = sub.add_parser("notify")
     n.add_argument("--bucket", required=True)
     n.add_argument("--queue", required=True)
-    r = sub.add_parser("receive")
-    r.add_argument("--queue", required=True)
-    r.add_argument("--out", required=True)
-    a = sub.add_parser("ack")
-    a.add_argument("--queue", required=True)
-    a.add_argument("--event", required=True)
-    a.add_argument("--response", required=True)
+    q = sub.add_parser("queue-url")
+    q.add_argument("--queue", required=True)
+    rn = sub.add_parser("renotify")
+    rn.add_argument("--bucket", required=True)
+    rn.add_argument("--queue", required=True)
     w = sub.add_parser("write-slowly")
     w.add_argument("--objects", required=True)
     w.add_argument("--dir", required=True)
@@ -168,8 +159,8 @@ def main():
     s.add_argument("--group", required=True)
     s.add_argument("--head", type=int, default=4)
     args = p.parse_args()
-    return {"upload": upload, "put": put, "show": show, "notify": notify, "receive": receive,
-     "ack": ack, "write-slowly": write_slowly}[args.cmd](args)
+    return {"upload": upload, "put": put, "show": show, "notify": notify,
+     "write-slowly": write_slowly, "queue-url": queue_url, "renotify": renotify}[args.cmd](args)
 
 
 if __name__ == "__main__":

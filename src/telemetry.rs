@@ -1,8 +1,17 @@
-//! Structured JSON logs, the same for both binaries.
+//! Structured logs, the same for both binaries, following Lambda's advanced
+//! logging controls: `AWS_LAMBDA_LOG_LEVEL` and `AWS_LAMBDA_LOG_FORMAT`
+//! (which the template's `LoggingConfig` sets) as lambda_runtime's own
+//! subscriber reads them, without its regex-based filter.
+//!
+//! A JSON line carries the message and the event's fields at the top level
+//! (`{"timestamp", "level", "message", "key", ...}`) and the current span
+//! under `span`: the Lambda runtime opens one per invocation with its
+//! `requestId`, and `shipper invoke` / `shipper poll` open the same, so every
+//! line of an invocation names its request.
 
 use tracing_subscriber::filter::LevelFilter;
 
-/// Where the JSON lines go.
+/// Where the lines go.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Output {
     /// The sidecar: the container's log driver reads stdout.
@@ -11,24 +20,58 @@ pub enum Output {
     Stderr,
 }
 
-/// JSON lines at the level `RUST_LOG` names (`error`, `warn`, `info`,
-/// `debug`, `trace`; default `info`). A plain level instead of per-module
-/// directives keeps a regex engine out of the binaries.
-pub fn init(output: Output) {
-    let level = std::env::var("RUST_LOG")
-        .ok()
-        .and_then(|v| parse_level(&v))
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Json,
+    /// `AWS_LAMBDA_LOG_FORMAT=Text`: tracing's plain lines, no colours.
+    Text,
+}
+
+/// Level and format from the environment: `AWS_LAMBDA_LOG_LEVEL` first
+/// (`TRACE` .. `FATAL`), else `RUST_LOG` (a plain level; for directives like
+/// `logdrop=debug,info` the last level named), else `INFO`. JSON unless
+/// `AWS_LAMBDA_LOG_FORMAT` says `Text`.
+pub fn settings(var: impl Fn(&str) -> Option<String>) -> (LevelFilter, Format) {
+    let level = var("AWS_LAMBDA_LOG_LEVEL")
+        .and_then(|v| lambda_level(&v))
+        .or_else(|| var("RUST_LOG").and_then(|v| parse_level(&v)))
         .unwrap_or(LevelFilter::INFO);
-    let builder = tracing_subscriber::fmt()
-        .json()
-        .with_max_level(level)
-        .with_current_span(false)
-        .with_span_list(false)
-        .with_target(false);
-    let _ = match output {
-        Output::Stdout => builder.with_writer(std::io::stdout).try_init(),
-        Output::Stderr => builder.with_writer(std::io::stderr).try_init(),
+    let format = match var("AWS_LAMBDA_LOG_FORMAT") {
+        Some(f) if f.eq_ignore_ascii_case("text") => Format::Text,
+        _ => Format::Json,
     };
+    (level, format)
+}
+
+pub fn init(output: Output) {
+    let (level, format) = settings(|name| std::env::var(name).ok());
+    let builder = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_target(false)
+        .with_ansi(false);
+    let _ = match (format, output) {
+        (Format::Json, out) => {
+            let json = builder
+                .json()
+                .flatten_event(true)
+                .with_current_span(true)
+                .with_span_list(false);
+            match out {
+                Output::Stdout => json.with_writer(std::io::stdout).try_init(),
+                Output::Stderr => json.with_writer(std::io::stderr).try_init(),
+            }
+        }
+        (Format::Text, Output::Stdout) => builder.with_writer(std::io::stdout).try_init(),
+        (Format::Text, Output::Stderr) => builder.with_writer(std::io::stderr).try_init(),
+    };
+}
+
+/// Lambda's level names; `FATAL` has no tracing level and means errors only.
+fn lambda_level(value: &str) -> Option<LevelFilter> {
+    if value.trim().eq_ignore_ascii_case("fatal") {
+        return Some(LevelFilter::ERROR);
+    }
+    value.trim().parse().ok()
 }
 
 /// The level of `RUST_LOG`; for directives like `logdrop=debug,info` the last level named.
@@ -48,5 +91,45 @@ mod tests {
         assert_eq!(parse_level("logdrop=trace"), Some(LevelFilter::TRACE));
         assert_eq!(parse_level("warn,logdrop=debug"), Some(LevelFilter::DEBUG));
         assert_eq!(parse_level("loud"), None);
+    }
+
+    #[test]
+    fn lambda_controls_come_first() {
+        let env = |pairs: &'static [(&'static str, &'static str)]| {
+            move |name: &str| {
+                pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string())
+            }
+        };
+        assert_eq!(settings(env(&[])), (LevelFilter::INFO, Format::Json));
+        assert_eq!(
+            settings(env(&[("RUST_LOG", "debug")])),
+            (LevelFilter::DEBUG, Format::Json)
+        );
+        assert_eq!(
+            settings(env(&[
+                ("RUST_LOG", "debug"),
+                ("AWS_LAMBDA_LOG_LEVEL", "WARN"),
+                ("AWS_LAMBDA_LOG_FORMAT", "JSON")
+            ])),
+            (LevelFilter::WARN, Format::Json)
+        );
+        assert_eq!(
+            settings(env(&[
+                ("AWS_LAMBDA_LOG_LEVEL", "FATAL"),
+                ("AWS_LAMBDA_LOG_FORMAT", "Text")
+            ])),
+            (LevelFilter::ERROR, Format::Text)
+        );
+        // An unknown Lambda level falls back to RUST_LOG, then INFO.
+        assert_eq!(
+            settings(env(&[
+                ("AWS_LAMBDA_LOG_LEVEL", "LOUD"),
+                ("RUST_LOG", "trace")
+            ])),
+            (LevelFilter::TRACE, Format::Json)
+        );
     }
 }

@@ -1,14 +1,58 @@
-//! The shipper Lambda (`bootstrap`), and `shipper invoke --event FILE` to run
-//! the same handler once outside Lambda.
+//! The shipper Lambda (`bootstrap`), `shipper invoke --event FILE` to run
+//! the same handler once outside Lambda, and `shipper poll --queue-url URL`
+//! to consume an SQS queue with it.
 
 use lambda_runtime::{LambdaEvent, service_fn};
 use logdrop::aws::{logs::CloudWatchLogs, s3::S3, sdk_config};
 use logdrop::config::Env;
+use logdrop::shipper::poll::{self, PollOptions};
+use logdrop::shipper::sqs::Sqs;
 use logdrop::shipper::{Config, HandlerError, Invocation, Shipper};
 use serde_json::Value;
 use std::process::ExitCode;
+use tracing::Instrument;
 
-const USAGE: &str = "usage: shipper                      (inside AWS Lambda)\n       shipper invoke --event FILE  (run the handler once on a Lambda event JSON)";
+const USAGE: &str = "usage: shipper                      (inside AWS Lambda)
+       shipper invoke --event FILE  (run the handler once on a Lambda event JSON)
+       shipper poll --queue-url URL [--until-empty] [--wait-seconds N]
+                                    (ship what an SQS queue delivers; delete what succeeded)";
+
+/// What the command line asks for.
+enum Command {
+    Serve,
+    Invoke(String),
+    Poll(PollOptions),
+}
+
+fn command(args: &[String]) -> Option<Command> {
+    match args {
+        [] if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() => Some(Command::Serve),
+        [cmd, flag, file] if cmd == "invoke" && flag == "--event" => {
+            Some(Command::Invoke(file.clone()))
+        }
+        [cmd, rest @ ..] if cmd == "poll" => {
+            let mut options = PollOptions {
+                queue_url: String::new(),
+                wait_seconds: 20,
+                until_empty: false,
+            };
+            let mut rest = rest.iter();
+            while let Some(flag) = rest.next() {
+                match flag.as_str() {
+                    "--queue-url" => options.queue_url = rest.next()?.clone(),
+                    "--until-empty" => options.until_empty = true,
+                    "--wait-seconds" => {
+                        options.wait_seconds =
+                            rest.next()?.parse().ok().filter(|s| (0..=20).contains(s))?
+                    }
+                    _ => return None,
+                }
+            }
+            (!options.queue_url.is_empty()).then_some(Command::Poll(options))
+        }
+        _ => None,
+    }
+}
 
 /// A local invocation (or one without a deadline) gets Lambda's maximum timeout.
 const LOCAL_DEADLINE_MS: i64 = 15 * 60 * 1000;
@@ -17,13 +61,9 @@ const LOCAL_DEADLINE_MS: i64 = 15 * 60 * 1000;
 async fn main() -> ExitCode {
     logdrop::telemetry::init(logdrop::telemetry::Output::Stderr);
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let event_file = match args.as_slice() {
-        [] if std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() => None,
-        [cmd, flag, file] if cmd == "invoke" && flag == "--event" => Some(file.clone()),
-        _ => {
-            eprintln!("{USAGE}");
-            return ExitCode::from(2);
-        }
+    let Some(command) = command(&args) else {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
     };
     let config = match Config::from_env(&Env::from_process()) {
         Ok(c) => c,
@@ -39,9 +79,54 @@ async fn main() -> ExitCode {
         CloudWatchLogs::new(&sdk),
         config,
     );
-    match event_file {
-        Some(file) => invoke_once(&shipper, &file).await,
-        None => serve(&shipper).await,
+    match command {
+        Command::Invoke(file) => invoke_once(&shipper, &file).await,
+        Command::Serve => serve(&shipper).await,
+        Command::Poll(options) => {
+            poll_queue(&shipper, &Sqs::new(&sdk, &options.queue_url), &options).await
+        }
+    }
+}
+
+/// Exit 0 when every message shipped, 1 when some failed (they stay in the
+/// queue) or the queue could not be read.
+async fn poll_queue(
+    shipper: &Shipper<S3, S3, CloudWatchLogs>,
+    queue: &Sqs,
+    options: &PollOptions,
+) -> ExitCode {
+    let shutdown = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = int.recv() => {}
+                }
+            }
+            _ => {
+                tracing::error!("cannot catch SIGTERM/SIGINT; stop with SIGKILL");
+                std::future::pending::<()>().await
+            }
+        }
+        tracing::info!("stopping after the batch in hand");
+    };
+    match poll::run(shipper, queue, options, shutdown).await {
+        Ok(summary) => {
+            println!("{}", serde_json::to_string(&summary).unwrap_or_default());
+            if summary.failed == 0 && summary.queue_errors == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "polling stopped");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -93,7 +178,8 @@ async fn invoke_once(shipper: &Shipper<S3, S3, CloudWatchLogs>, file: &str) -> E
         request_id: format!("local-{now}-{}", std::process::id()),
         deadline_ms: now + LOCAL_DEADLINE_MS,
     };
-    let (response, code) = match shipper.handle(&event, &inv).await {
+    let span = tracing::info_span!("invoke", requestId = inv.request_id);
+    let (response, code) = match shipper.handle(&event, &inv).instrument(span).await {
         Ok(v) => {
             let sqs_failures = v
                 .get("batchItemFailures")

@@ -5,7 +5,9 @@ pub mod config;
 pub mod handler;
 pub mod object;
 pub mod pipeline;
+pub mod poll;
 pub mod sink;
+pub mod sqs;
 pub mod trigger;
 
 pub use config::Config;

@@ -137,33 +137,44 @@ fn parse_eventbridge(event: &Value) -> Result<Trigger, TriggerError> {
         .and_then(Value::as_str)
         .unwrap_or("0")
         .to_string();
-    let objects = if detail_type == "Object Created" {
-        let detail = event.get("detail").cloned().unwrap_or(Value::Null);
-        serde_json::from_value::<EventBridgeDetail>(detail)
-            .map(|d| {
-                vec![ObjectRef {
-                    bucket: d.bucket.name,
-                    raw_key: d.object.key,
-                }]
-            })
-            .map_err(|e| format!("EventBridge detail: {e}"))
-    } else {
+    Ok(Trigger {
+        kind: TriggerKind::EventBridge,
+        records: vec![Record {
+            id,
+            objects: eventbridge_objects(detail_type, event),
+        }],
+    })
+}
+
+/// The object of an EventBridge event, whether it invoked the function or an
+/// EventBridge rule put it on the queue (the template's EventBridge trigger).
+fn eventbridge_objects(detail_type: &str, event: &Value) -> Result<Vec<ObjectRef>, String> {
+    if detail_type != "Object Created" {
         tracing::warn!(
             detail_type,
             "ignoring an EventBridge event that is not Object Created"
         );
-        Ok(Vec::new())
-    };
-    Ok(Trigger {
-        kind: TriggerKind::EventBridge,
-        records: vec![Record { id, objects }],
-    })
+        return Ok(Vec::new());
+    }
+    let detail = event.get("detail").cloned().unwrap_or(Value::Null);
+    serde_json::from_value::<EventBridgeDetail>(detail)
+        .map(|d| {
+            vec![ObjectRef {
+                bucket: d.bucket.name,
+                raw_key: d.object.key,
+            }]
+        })
+        .map_err(|e| format!("EventBridge detail: {e}"))
 }
 
-/// The objects in an SQS body: an S3 notification, S3's `s3:TestEvent`, or an
-/// SNS envelope around either.
+/// The objects in an SQS body: an S3 notification, S3's `s3:TestEvent`, an
+/// EventBridge event (a rule targeting the queue), or an SNS envelope around
+/// an S3 notification.
 fn objects_in_body(body: &str) -> Result<Vec<ObjectRef>, String> {
     let value: Value = serde_json::from_str(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    if let Some(detail_type) = value.get("detail-type").and_then(Value::as_str) {
+        return eventbridge_objects(detail_type, &value);
+    }
     if value.get("Type").and_then(Value::as_str) == Some("Notification") {
         let inner = value
             .get("Message")
@@ -259,5 +270,34 @@ mod tests {
         );
         assert_eq!(t.records[2].objects.as_ref().unwrap().len(), 1);
         assert!(parse(&serde_json::json!({"hello": 1})).is_err());
+    }
+
+    #[test]
+    fn eventbridge_event_inside_an_sqs_body() {
+        let eb = fixture("eventbridge-object-created.json");
+        let other = serde_json::json!({"detail-type": "Object Deleted", "detail": {}});
+        let broken = serde_json::json!({"detail-type": "Object Created", "detail": {"bucket": {}}});
+        let sqs = serde_json::json!({"Records": [
+            {"eventSource": "aws:sqs", "messageId": "m1", "body": eb.to_string()},
+            {"eventSource": "aws:sqs", "messageId": "m2", "body": other.to_string()},
+            {"eventSource": "aws:sqs", "messageId": "m3", "body": broken.to_string()}
+        ]});
+        let t = parse(&sqs).unwrap();
+        assert_eq!(t.kind, TriggerKind::Sqs);
+        assert_eq!(
+            t.records[0].objects,
+            Ok(vec![ObjectRef {
+                bucket: "logdrop-demo".into(),
+                raw_key: eb["detail"]["object"]["key"].as_str().unwrap().into(),
+            }])
+        );
+        assert_eq!(t.records[1].objects, Ok(vec![]));
+        assert!(
+            t.records[2]
+                .objects
+                .as_ref()
+                .unwrap_err()
+                .contains("EventBridge detail")
+        );
     }
 }

@@ -1,7 +1,10 @@
 //! Integration tests: the real binaries' code against moto's server through
 //! the real AWS SDK clients.
 
+mod image;
+mod lambda_logs;
 mod moto;
+mod poll;
 mod rig;
 mod shipper;
 mod shipper_bad_input;
@@ -9,3 +12,4 @@ mod shipper_cli;
 mod sidecar;
 mod sidecar_faults;
 mod sidecar_rig;
+mod template;

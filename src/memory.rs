@@ -40,7 +40,7 @@ impl ObjectStore for MemoryStore {
     async fn get(&self, bucket: &str, key: &str) -> Result<Object, PortError> {
         let body = self
             .body(bucket, key)
-            .ok_or_else(|| PortError::NotFound(format!("s3://{bucket}/{key}")))?;
+            .ok_or_else(|| PortError::NotFound(format!("s3://{bucket}/{key}").into()))?;
         let step = self.read_size.max(1);
         let pieces: Vec<Result<Bytes, PortError>> = (0..body.len())
             .step_by(step)
@@ -82,9 +82,9 @@ impl CheckpointStore for MemoryStore {
             _ => false,
         };
         if !holds {
-            return Err(PortError::Conflict(format!(
-                "{cond:?} does not hold for {key}"
-            )));
+            return Err(PortError::Conflict(
+                format!("{cond:?} does not hold for {key}").into(),
+            ));
         }
         let v = self.versions.fetch_add(1, Ordering::Relaxed);
         objects.insert((bucket.into(), key.into()), (body.into(), v));
@@ -115,10 +115,10 @@ impl LogSink for MemorySink {
         let mut groups = lock(&self.groups);
         let g = groups
             .get_mut(group)
-            .ok_or_else(|| PortError::NotFound(format!("log group {group}")))?;
+            .ok_or_else(|| PortError::NotFound(format!("log group {group}").into()))?;
         let s = g
             .get_mut(stream)
-            .ok_or_else(|| PortError::NotFound(format!("log stream {stream}")))?;
+            .ok_or_else(|| PortError::NotFound(format!("log stream {stream}").into()))?;
         s.extend(batch.to_owned_events());
         Ok(Rejected::default())
     }
@@ -136,7 +136,7 @@ impl LogSink for MemorySink {
         let mut groups = lock(&self.groups);
         let g = groups
             .get_mut(group)
-            .ok_or_else(|| PortError::NotFound(format!("log group {group}")))?;
+            .ok_or_else(|| PortError::NotFound(format!("log group {group}").into()))?;
         g.entry(stream.into()).or_default();
         Ok(())
     }

@@ -94,21 +94,12 @@ async fn invoke_once(shipper: &Shipper<S3, S3, CloudWatchLogs>, file: &str) -> E
         deadline_ms: now + LOCAL_DEADLINE_MS,
     };
     let (response, code) = match shipper.handle(&event, &inv).await {
-        Ok(v) => {
-            let sqs_failures = v
-                .get("batchItemFailures")
-                .and_then(Value::as_array)
-                .is_some_and(|f| !f.is_empty());
-            (
-                v,
-                if sqs_failures {
-                    ExitCode::FAILURE
-                } else {
-                    ExitCode::SUCCESS
-                },
-            )
-        }
-        Err(HandlerError::Records { response, .. }) => (response, ExitCode::FAILURE),
+        Ok(r) if r.has_failures() => (r.to_json(), ExitCode::FAILURE),
+        Ok(r) => (r.to_json(), ExitCode::SUCCESS),
+        Err(HandlerError::Records { response, .. }) => (
+            serde_json::to_value(response).unwrap_or_default(),
+            ExitCode::FAILURE,
+        ),
         Err(e) => {
             eprintln!("shipper: {e}");
             return ExitCode::from(2);

@@ -3,10 +3,13 @@
 pub mod checkpoint;
 pub mod config;
 pub mod handler;
+pub mod invocation;
 pub mod object;
 pub mod pipeline;
+pub mod pump;
 pub mod sink;
 pub mod trigger;
 
 pub use config::Config;
-pub use handler::{HandlerError, Invocation, Shipper};
+pub use handler::{HandlerError, Response, Shipper};
+pub use invocation::Invocation;

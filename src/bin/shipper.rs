@@ -2,7 +2,7 @@
 //! the same handler once outside Lambda.
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use logdrop::aws::{logs::CloudWatchLogs, s3::S3, sdk_config};
+use logdrop::aws::{logs::CloudWatchLogs, s3::S3, shipper_sdk_config};
 use logdrop::config::Env;
 use logdrop::shipper::{Config, HandlerError, Invocation, Shipper};
 use serde_json::Value;
@@ -32,7 +32,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sdk = sdk_config().await;
+    let sdk = shipper_sdk_config().await;
     let shipper = Shipper::new(
         S3::new(&sdk),
         S3::new(&sdk),

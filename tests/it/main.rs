@@ -1,10 +1,12 @@
 //! Integration tests: the real binaries' code against moto's server through
 //! the real AWS SDK clients.
 
+mod faults;
 mod moto;
 mod rig;
 mod shipper;
 mod shipper_bad_input;
 mod shipper_cli;
+mod shipper_faults;
 mod sidecar;
 mod sidecar_rig;

@@ -97,9 +97,26 @@ impl CheckpointStore for MemoryStore {
 pub struct MemorySink {
     groups: Mutex<HashMap<String, HashMap<String, Vec<LogEvent>>>>,
     pub calls: AtomicU64,
+    window: Mutex<Option<Refusals>>,
+}
+
+/// The times outside which the sink refuses events, as the service does
+/// with events older than 14 days or the retention (`too_old`, `expired`)
+/// and more than 2 hours ahead (`too_new`).
+#[derive(Debug, Clone, Copy)]
+pub struct Refusals {
+    pub expired_before_ms: i64,
+    pub too_old_before_ms: i64,
+    pub too_new_after_ms: i64,
 }
 
 impl MemorySink {
+    /// From now on, refuse events outside these times (stored: the others);
+    /// `None` accepts every event again.
+    pub fn refuse(&self, r: Option<Refusals>) {
+        *lock(&self.window) = r;
+    }
+
     pub fn events(&self, group: &str, stream: &str) -> Vec<LogEvent> {
         lock(&self.groups)
             .get(group)
@@ -119,8 +136,30 @@ impl LogSink for MemorySink {
         let s = g
             .get_mut(stream)
             .ok_or_else(|| PortError::NotFound(format!("log stream {stream}").into()))?;
-        s.extend(batch.to_owned_events());
-        Ok(Rejected::default())
+        let events = batch.to_owned_events();
+        let Some(r) = *lock(&self.window) else {
+            s.extend(events);
+            return Ok(Rejected::default());
+        };
+        // A batch is in time order, so refusals are a prefix and a suffix.
+        let count =
+            |pred: &dyn Fn(i64) -> bool| events.iter().filter(|e| pred(e.timestamp)).count();
+        let expired = count(&|t| t < r.expired_before_ms);
+        let too_old = count(&|t| t < r.too_old_before_ms);
+        let too_new = count(&|t| t > r.too_new_after_ms);
+        let rejected = Rejected {
+            expired_end: (expired > 0).then_some(expired),
+            too_old_end: (too_old > 0).then_some(too_old),
+            too_new_start: (too_new > 0).then(|| events.len() - too_new),
+        };
+        s.extend(
+            events
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !rejected.contains(*i))
+                .map(|(_, e)| e),
+        );
+        Ok(rejected)
     }
 
     async fn create_group(

@@ -33,6 +33,9 @@ pub enum Fault {
     Stall,
     /// Answered by the proxy with a 400 the client must not retry, never forwarded.
     BadRequest,
+    /// Answered `200 {}` by the proxy, never forwarded: a stand-in CloudWatch
+    /// Logs that stores nothing, for volumes the emulator cannot take.
+    Accept,
 }
 
 impl Fault {
@@ -247,6 +250,7 @@ async fn serve(
             };
             answer(&mut client, 400, ctype, body).await
         }
+        Fault::Accept => answer(&mut client, 200, "application/x-amz-json-1.1", "{}").await,
         Fault::ResetBefore => reset(client),
         Fault::Stall => {
             // Hold the connection until the client closes it.
@@ -373,6 +377,7 @@ async fn answer(
     body: &str,
 ) -> std::io::Result<()> {
     let reason = match status {
+        200 => "OK",
         400 => "Bad Request",
         500 => "Internal Server Error",
         _ => "Service Unavailable",

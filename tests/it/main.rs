@@ -8,6 +8,7 @@ mod shipper;
 mod shipper_bad_input;
 mod shipper_cli;
 mod shipper_faults;
+mod shipper_memory;
 mod shipper_reliability;
 mod sidecar;
 mod sidecar_rig;

@@ -5,7 +5,8 @@ use crate::shipper::Config;
 use crate::shipper::invocation::{
     DEFAULT_DEADLINE_MARGIN_MS, Invocation, InvocationState, deadline_margin,
 };
-use crate::shipper::object::{Deps, ObjectJob, ObjectOutcome};
+use crate::shipper::object::{Deps, ObjectJob};
+use crate::shipper::outcome::{ObjectError, ObjectOutcome};
 use crate::shipper::sink::Sender;
 use crate::shipper::trigger::{self, Record, TriggerKind};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
@@ -130,7 +131,6 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
         );
         let deps = Deps {
             objects: &self.objects,
-            checkpoints: &self.checkpoints,
             sender: &self.sender,
             config: &self.config,
         };
@@ -188,7 +188,7 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
 /// worth shipping once the earlier one is in. Every failure logs one line
 /// naming the key, the kind and whether the trigger's retry may succeed.
 async fn record<O, C, L>(
-    deps: &Deps<'_, O, C, L>,
+    deps: &Deps<'_, O, L>,
     state: &InvocationState<'_, C>,
     record: &Record,
     index: usize,
@@ -231,7 +231,7 @@ where
             Err(e) => {
                 let retryable = e.is_retryable();
                 let (key, kind) = (e.key(), e.kind());
-                if matches!(e, crate::shipper::object::ObjectError::LeaseHeld { .. }) {
+                if matches!(e, ObjectError::LeaseHeld { .. }) {
                     tracing::warn!(record = record.id, key, kind, will_retry = retryable, error = %e, "record failed");
                 } else {
                     tracing::error!(record = record.id, key, kind, will_retry = retryable, error = %e, "record failed");

@@ -5,6 +5,7 @@ pub mod config;
 pub mod handler;
 pub mod invocation;
 pub mod object;
+pub mod outcome;
 pub mod pipeline;
 pub mod pump;
 pub mod sink;

@@ -1,146 +1,28 @@
 //! One chunk object, in stages: classify its key, lease its range, pump its
 //! events (`pump.rs`), settle the checkpoint. The decision after the pump is
-//! the pure `settle`.
+//! the pure `settle`. Outcomes and errors are in `outcome.rs`.
 
 use crate::core::checkpoint::LeaseOutcome;
-use crate::core::events::EventStats;
 use crate::core::keys::{ChunkKey, notification_key_candidates};
 use crate::core::ranges::RangeSet;
 use crate::ports::{CheckpointStore, LogSink, Object, ObjectStore, PortError};
 use crate::shipper::Config;
-use crate::shipper::checkpoint::CheckpointError;
 use crate::shipper::invocation::InvocationState;
-use crate::shipper::pipeline::Corrupt;
+pub use crate::shipper::outcome::{ObjectError, ObjectOutcome, ShipReport};
 use crate::shipper::pump::{Pump, PumpEnd, Pumped};
-use crate::shipper::sink::{PutError, Sender};
+use crate::shipper::sink::Sender;
 use crate::shipper::trigger::ObjectRef;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
 
 /// A lease outlives the invocation's deadline by this much, so a slow final
 /// checkpoint write still holds it; after that a retry may take over.
 const LEASE_MARGIN_MS: i64 = 60_000;
 
 /// What the per-object work needs from the long-lived shipper.
-pub struct Deps<'a, O, C, L> {
+pub struct Deps<'a, O, L> {
     pub objects: &'a O,
-    pub checkpoints: &'a C,
     pub sender: &'a Sender<L>,
     pub config: &'a Config,
-}
-
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-#[serde(tag = "result", rename_all = "snake_case")]
-pub enum ObjectOutcome {
-    /// The key is not a v1 chunk key (or is a checkpoint): nothing to ship.
-    Skipped {
-        key: String,
-        reason: String,
-    },
-    /// Every byte of the range was already shipped (a duplicate delivery).
-    AlreadyShipped {
-        key: String,
-    },
-    /// The object (or its bucket) no longer exists: nothing to ship.
-    Missing {
-        key: String,
-    },
-    Shipped {
-        key: String,
-        report: ShipReport,
-    },
-}
-
-#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
-pub struct ShipReport {
-    #[serde(flatten)]
-    pub stats: EventStats,
-    /// Events put into CloudWatch Logs by this invocation.
-    pub sent: u64,
-    /// Events skipped because an earlier delivery had shipped them.
-    pub duplicates: u64,
-    pub put_calls: u64,
-    pub restamped: u64,
-    /// `PutLogEvents` calls whose outcome was unknown (reset, timeout, answer
-    /// lost), and their events: each such call may have stored one extra copy.
-    pub outcome_unknown_calls: u64,
-    pub possible_duplicates: u64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ObjectError {
-    #[error(
-        "{key}: invocation {owner} holds a lease on this range until {until}; the retry will find it shipped"
-    )]
-    LeaseHeld {
-        key: String,
-        owner: String,
-        until: DateTime<Utc>,
-    },
-    #[error("{key}: {source}")]
-    Corrupt {
-        key: String,
-        #[source]
-        source: Corrupt,
-    },
-    #[error("{key}: reading the object: {source}")]
-    Read {
-        key: String,
-        #[source]
-        source: PortError,
-    },
-    #[error("{key}: {source}")]
-    Put {
-        key: String,
-        #[source]
-        source: PutError,
-    },
-    #[error("{key}: stopped before the Lambda deadline with progress saved; a retry resumes")]
-    Deadline { key: String },
-    #[error("{key}: {source}")]
-    Checkpoint {
-        key: String,
-        #[source]
-        source: CheckpointError,
-    },
-}
-
-impl ObjectError {
-    /// False for poison: retrying cannot succeed, so the record should end in
-    /// the dead-letter queue or on-failure destination (after the trigger's retries).
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            ObjectError::LeaseHeld { .. } | ObjectError::Deadline { .. } => true,
-            ObjectError::Corrupt { .. } => false,
-            ObjectError::Read { source, .. } => source.is_retryable(),
-            ObjectError::Put { source, .. } => source.is_retryable(),
-            ObjectError::Checkpoint { source, .. } => source.is_retryable(),
-        }
-    }
-
-    /// A short name for log fields and reports.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            ObjectError::LeaseHeld { .. } => "lease_held",
-            ObjectError::Corrupt { .. } => "corrupt",
-            ObjectError::Read { .. } => "read",
-            ObjectError::Put { source, .. } if source.is_ambiguous() => "put_outcome_unknown",
-            ObjectError::Put { .. } => "put",
-            ObjectError::Deadline { .. } => "deadline",
-            ObjectError::Checkpoint { .. } => "checkpoint",
-        }
-    }
-
-    pub fn key(&self) -> &str {
-        match self {
-            ObjectError::LeaseHeld { key, .. }
-            | ObjectError::Corrupt { key, .. }
-            | ObjectError::Read { key, .. }
-            | ObjectError::Put { key, .. }
-            | ObjectError::Deadline { key }
-            | ObjectError::Checkpoint { key, .. } => key,
-        }
-    }
 }
 
 /// What a notification's key names.
@@ -236,7 +118,7 @@ pub struct ObjectJob<'j> {
 impl ObjectJob<'_> {
     pub async fn run<O, C, L>(
         &self,
-        deps: &Deps<'_, O, C, L>,
+        deps: &Deps<'_, O, L>,
         state: &InvocationState<'_, C>,
     ) -> Result<ObjectOutcome, ObjectError>
     where
@@ -347,9 +229,9 @@ impl ObjectJob<'_> {
     }
 
     /// Opens the first candidate that exists.
-    async fn probe<O: ObjectStore, C, L>(
+    async fn probe<O: ObjectStore, L>(
         &self,
-        deps: &Deps<'_, O, C, L>,
+        deps: &Deps<'_, O, L>,
         candidates: &[(String, ChunkKey)],
     ) -> Result<Option<(String, ChunkKey, Object)>, ObjectError> {
         for (k, key) in candidates {

@@ -8,7 +8,7 @@ use crate::core::ranges::RangeSet;
 use crate::ports::{CheckpointStore, LogSink, Object, ObjectStore, PortError};
 use crate::shipper::Config;
 use crate::shipper::checkpoint::Checkpointer;
-use crate::shipper::object::{ObjectError, ShipReport};
+use crate::shipper::outcome::{ObjectError, ShipReport};
 use crate::shipper::pipeline::Pipeline;
 use crate::shipper::sink::{Delivered, Sender, Undelivered};
 use futures::future::BoxFuture;

@@ -122,7 +122,12 @@ async fn faults_on_s3_and_logs_lose_nothing_and_duplicate_only_what_is_counted()
         Fault::ResetAfter,
         Fault::CutBody,
     ];
-    let proxy = FaultProxy::start(&moto().endpoint, seeded(7, 0.2, ops, all)).await;
+    // `LOGDROP_TEST_FAULT_SEED` picks another schedule, for a longer look.
+    let seed = std::env::var("LOGDROP_TEST_FAULT_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(7);
+    let proxy = FaultProxy::start(&moto().endpoint, seeded(seed, 0.2, ops, all)).await;
     let shipper = through(&proxy, &rig, &[("LOGDROP_OBJECT_CONCURRENCY", "2")]);
     let rounds = until_done(&shipper, &rig, &keys).await;
 
@@ -159,7 +164,7 @@ async fn faults_on_s3_and_logs_lose_nothing_and_duplicate_only_what_is_counted()
         .count();
     let (unknown_calls, unknown_events) = shipper.sender.unknown_outcomes();
     eprintln!(
-        "fault injection: {total:?}; {} faults in {} requests over {rounds} invocations; \
+        "fault injection (seed {seed}): {total:?}; {} faults in {} requests over {rounds} invocations; \
          {checkpoint_writes_failed} checkpoint writes failed; \
          PutLogEvents outcome unknown {unknown_calls} calls ({unknown_events} events); by kind {by_kind:?}",
         injected.len(),

@@ -15,7 +15,7 @@ fn object_bytes() -> usize {
     std::env::var("LOGDROP_TEST_HOSTILE_MIB")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
-        .unwrap_or(128)
+        .unwrap_or(64)
         << 20
 }
 

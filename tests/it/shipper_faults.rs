@@ -178,11 +178,19 @@ async fn faults_on_s3_and_logs_lose_nothing_and_duplicate_only_what_is_counted()
         .map(|op| proxy.requests(op))
         .sum::<u64>(),
     );
-    assert!(
-        puts.len() >= 3,
-        "the schedule hits PutLogEvents: {by_kind:?}"
-    );
+    if seed == 7 {
+        // The default schedule is known to put every kind of fault on PutLogEvents.
+        assert!(
+            puts.len() >= 9,
+            "the schedule hits PutLogEvents: {by_kind:?}"
+        );
+    }
     assert_eq!(total.lost, 0, "{total:?}");
+    assert_eq!(
+        total.stored,
+        total.events_in + total.duplicated,
+        "{total:?}"
+    );
     assert_eq!(total.duplicated, stored_unanswered, "{total:?}");
     assert_eq!(unknown_calls, ambiguous, "every ambiguous call is counted");
     assert!(total.duplicated as u64 <= unknown_events);

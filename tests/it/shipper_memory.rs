@@ -48,6 +48,9 @@ fn invoke_measured(endpoint: &str, group: &str, event: &serde_json::Value) -> (i
     let path = dir.path().join("event.json");
     std::fs::write(&path, event.to_string()).expect("write event");
     let timed = std::path::Path::new("/usr/bin/time").exists();
+    // `LOGDROP_TEST_SHIPPER_BIN=target/release/shipper` measures the release build.
+    let bin = std::env::var("LOGDROP_TEST_SHIPPER_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_shipper").to_string());
     let peak_file = dir.path().join("peak");
     let mut cmd = if timed {
         let mut c = std::process::Command::new("/usr/bin/time");
@@ -60,7 +63,7 @@ fn invoke_measured(endpoint: &str, group: &str, event: &serde_json::Value) -> (i
         ]);
         c
     } else {
-        std::process::Command::new(env!("CARGO_BIN_EXE_shipper"))
+        std::process::Command::new(&bin)
     };
     cmd.args(["invoke", "--event", path.to_str().expect("path")])
         .env_clear()

@@ -270,4 +270,59 @@ mod tests {
         let doc = Checkpoint::decode(&bytes).unwrap();
         assert_eq!(doc.file(&key).unwrap().shipped.ranges(), &[(0, 400)]);
     }
+
+    /// The memory store, failing every save while `failing` is set.
+    struct Flaky {
+        inner: MemoryStore,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl CheckpointStore for Flaky {
+        async fn load(&self, b: &str, k: &str) -> Result<Option<(Vec<u8>, String)>, PortError> {
+            self.inner.load(b, k).await
+        }
+
+        async fn save(
+            &self,
+            b: &str,
+            k: &str,
+            body: Vec<u8>,
+            cond: Precondition,
+        ) -> Result<String, PortError> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(PortError::Transient("down".into()));
+            }
+            self.inner.save(b, k, body, cond).await
+        }
+    }
+
+    #[tokio::test]
+    async fn delivered_ranges_ride_on_the_next_write() {
+        let store = Flaky {
+            inner: MemoryStore::default(),
+            failing: true.into(),
+        };
+        let task = TaskRef {
+            cluster: "c".into(),
+            task_id: "t".into(),
+        };
+        let cp = Checkpointer::new(&store, "b".into(), "cp.json".into(), task, i64::MAX);
+        let a = ChunkKey::parse("logs/c/t/a/0/000000000000000-000000000000100.gz", "logs").unwrap();
+        let b = ChunkKey::parse("logs/c/t/b/0/000000000000000-000000000000100.gz", "logs").unwrap();
+        let failed = cp.record_delivered(&a, RangeSet::from(vec![(0, 40)])).await;
+        assert!(failed.is_err(), "every try of the write failed");
+        store
+            .failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        // Another object's write, even one that would write nothing itself.
+        cp.update(|doc| {
+            let shipped = doc.is_shipped(&b);
+            (shipped, false)
+        })
+        .await
+        .unwrap();
+        let (bytes, _) = store.inner.load("b", "cp.json").await.unwrap().unwrap();
+        let doc = Checkpoint::decode(&bytes).unwrap();
+        assert_eq!(doc.file(&a).unwrap().shipped.ranges(), &[(0, 40)]);
+    }
 }

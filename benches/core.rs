@@ -63,15 +63,17 @@ fn core(file: &str, plain_len: usize, gz: &[u8]) -> usize {
     );
     let mut events = 0;
     for piece in gz.chunks(READ) {
-        p.push(piece).expect("valid gzip");
-        events += p
-            .take_ready()
-            .iter()
-            .map(|b| std::hint::black_box(b).len())
-            .sum::<usize>();
+        p.feed(bytes::Bytes::copy_from_slice(piece));
+        while let Some(b) = p.next_batch().expect("valid gzip") {
+            events += std::hint::black_box(&b).len();
+            p.recycle(b);
+        }
     }
     p.finish().expect("complete");
-    events + p.take_ready().iter().map(|b| b.len()).sum::<usize>()
+    while let Some(b) = p.next_batch().expect("complete") {
+        events += b.len();
+    }
+    events
 }
 
 fn bench(c: &mut Criterion) {

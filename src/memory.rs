@@ -40,7 +40,7 @@ impl ObjectStore for MemoryStore {
     async fn get(&self, bucket: &str, key: &str) -> Result<Object, PortError> {
         let body = self
             .body(bucket, key)
-            .ok_or_else(|| PortError::NotFound(format!("s3://{bucket}/{key}")))?;
+            .ok_or_else(|| PortError::NotFound(format!("s3://{bucket}/{key}").into()))?;
         let step = self.read_size.max(1);
         let pieces: Vec<Result<Bytes, PortError>> = (0..body.len())
             .step_by(step)
@@ -82,9 +82,9 @@ impl CheckpointStore for MemoryStore {
             _ => false,
         };
         if !holds {
-            return Err(PortError::Conflict(format!(
-                "{cond:?} does not hold for {key}"
-            )));
+            return Err(PortError::Conflict(
+                format!("{cond:?} does not hold for {key}").into(),
+            ));
         }
         let v = self.versions.fetch_add(1, Ordering::Relaxed);
         objects.insert((bucket.into(), key.into()), (body.into(), v));
@@ -97,9 +97,26 @@ impl CheckpointStore for MemoryStore {
 pub struct MemorySink {
     groups: Mutex<HashMap<String, HashMap<String, Vec<LogEvent>>>>,
     pub calls: AtomicU64,
+    window: Mutex<Option<Refusals>>,
+}
+
+/// The times outside which the sink refuses events, as the service does
+/// with events older than 14 days or the retention (`too_old`, `expired`)
+/// and more than 2 hours ahead (`too_new`).
+#[derive(Debug, Clone, Copy)]
+pub struct Refusals {
+    pub expired_before_ms: i64,
+    pub too_old_before_ms: i64,
+    pub too_new_after_ms: i64,
 }
 
 impl MemorySink {
+    /// From now on, refuse events outside these times (stored: the others);
+    /// `None` accepts every event again.
+    pub fn refuse(&self, r: Option<Refusals>) {
+        *lock(&self.window) = r;
+    }
+
     pub fn events(&self, group: &str, stream: &str) -> Vec<LogEvent> {
         lock(&self.groups)
             .get(group)
@@ -115,12 +132,34 @@ impl LogSink for MemorySink {
         let mut groups = lock(&self.groups);
         let g = groups
             .get_mut(group)
-            .ok_or_else(|| PortError::NotFound(format!("log group {group}")))?;
+            .ok_or_else(|| PortError::NotFound(format!("log group {group}").into()))?;
         let s = g
             .get_mut(stream)
-            .ok_or_else(|| PortError::NotFound(format!("log stream {stream}")))?;
-        s.extend(batch.to_owned_events());
-        Ok(Rejected::default())
+            .ok_or_else(|| PortError::NotFound(format!("log stream {stream}").into()))?;
+        let events = batch.to_owned_events();
+        let Some(r) = *lock(&self.window) else {
+            s.extend(events);
+            return Ok(Rejected::default());
+        };
+        // A batch is in time order, so refusals are a prefix and a suffix.
+        let count =
+            |pred: &dyn Fn(i64) -> bool| events.iter().filter(|e| pred(e.timestamp)).count();
+        let expired = count(&|t| t < r.expired_before_ms);
+        let too_old = count(&|t| t < r.too_old_before_ms);
+        let too_new = count(&|t| t > r.too_new_after_ms);
+        let rejected = Rejected {
+            expired_end: (expired > 0).then_some(expired),
+            too_old_end: (too_old > 0).then_some(too_old),
+            too_new_start: (too_new > 0).then(|| events.len() - too_new),
+        };
+        s.extend(
+            events
+                .into_iter()
+                .enumerate()
+                .filter(|(i, _)| !rejected.contains(*i))
+                .map(|(_, e)| e),
+        );
+        Ok(rejected)
     }
 
     async fn create_group(
@@ -136,7 +175,7 @@ impl LogSink for MemorySink {
         let mut groups = lock(&self.groups);
         let g = groups
             .get_mut(group)
-            .ok_or_else(|| PortError::NotFound(format!("log group {group}")))?;
+            .ok_or_else(|| PortError::NotFound(format!("log group {group}").into()))?;
         g.entry(stream.into()).or_default();
         Ok(())
     }

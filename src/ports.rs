@@ -4,28 +4,112 @@
 use crate::core::batch::Batch;
 use bytes::Bytes;
 use futures::stream::BoxStream;
+use std::fmt;
 use std::future::Future;
+use std::sync::Arc;
+
+/// What a failed call was about, and the error that caused it, if any.
+#[derive(Debug, Clone)]
+pub struct Failure {
+    pub what: String,
+    /// The adapter's own error (an SDK error, an I/O error), kept for the log.
+    pub source: Option<Cause>,
+}
+
+pub type Cause = Arc<dyn std::error::Error + Send + Sync>;
+
+impl Failure {
+    pub fn new(
+        what: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Failure {
+            what: what.into(),
+            source: Some(Arc::new(source)),
+        }
+    }
+}
+
+impl From<String> for Failure {
+    fn from(what: String) -> Self {
+        Failure { what, source: None }
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(what: &str) -> Self {
+        Failure::from(what.to_string())
+    }
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.what)
+    }
+}
 
 /// Why a call to an outside service failed, as far as the caller must know.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum PortError {
     /// The bucket, object, log group or stream does not exist.
-    #[error("not found: {0}")]
-    NotFound(String),
+    NotFound(Failure),
     /// A conditional write lost a race (HTTP 412 or 409).
-    #[error("precondition failed: {0}")]
-    Conflict(String),
-    /// Throttling, 5xx, timeouts: worth retrying later.
-    #[error("transient failure: {0}")]
-    Transient(String),
+    Conflict(Failure),
+    /// Surely not done (throttling, a 5xx answer, connection refused): worth retrying.
+    Transient(Failure),
+    /// The request may or may not have been carried out: the connection broke
+    /// or timed out after it was sent, or the answer could not be read.
+    Unknown(Failure),
     /// Access denied, bad request, bad data: retrying will not help.
-    #[error("permanent failure: {0}")]
-    Permanent(String),
+    Permanent(Failure),
 }
 
 impl PortError {
     pub fn is_retryable(&self) -> bool {
-        matches!(self, PortError::Transient(_) | PortError::Conflict(_))
+        !matches!(self, PortError::NotFound(_) | PortError::Permanent(_))
+    }
+
+    pub fn failure(&self) -> &Failure {
+        match self {
+            PortError::NotFound(f)
+            | PortError::Conflict(f)
+            | PortError::Transient(f)
+            | PortError::Unknown(f)
+            | PortError::Permanent(f) => f,
+        }
+    }
+
+    /// A short name of the kind, for log fields.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PortError::NotFound(_) => "not_found",
+            PortError::Conflict(_) => "conflict",
+            PortError::Transient(_) => "transient",
+            PortError::Unknown(_) => "outcome_unknown",
+            PortError::Permanent(_) => "permanent",
+        }
+    }
+}
+
+impl fmt::Display for PortError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let label = match self {
+            PortError::NotFound(_) => "not found",
+            PortError::Conflict(_) => "precondition failed",
+            PortError::Transient(_) => "transient failure",
+            PortError::Unknown(_) => "outcome unknown",
+            PortError::Permanent(_) => "permanent failure",
+        };
+        write!(f, "{label}: {}", self.failure())
+    }
+}
+
+impl std::error::Error for PortError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.failure()
+            .source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
     }
 }
 

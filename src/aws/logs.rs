@@ -2,7 +2,7 @@
 
 use crate::aws::retry::port_error;
 use crate::core::batch::Batch;
-use crate::ports::{LogSink, PortError, Rejected};
+use crate::ports::{Failure, LogSink, PortError, Rejected};
 use aws_sdk_cloudwatchlogs::Client;
 use aws_sdk_cloudwatchlogs::types::InputLogEvent;
 use aws_smithy_runtime_api::client::result::SdkError;
@@ -46,13 +46,21 @@ impl LogSink for CloudWatchLogs {
                     .build()
             })
             .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| PortError::Permanent(format!("building the request: {e}")))?;
+            .map_err(|e| PortError::Permanent(Failure::new("building the request", e)))?;
         let out = self
             .client
             .put_log_events()
             .log_group_name(group)
             .log_stream_name(stream)
             .set_log_events(Some(events))
+            // No blind retries: CloudWatch Logs has no idempotency token, so a
+            // retried call whose answer was lost stores its events twice. The
+            // caller retries by the outcome (`PortError::Unknown` at most once).
+            .customize()
+            .config_override(
+                aws_sdk_cloudwatchlogs::config::Builder::default()
+                    .retry_config(aws_smithy_types::retry::RetryConfig::disabled()),
+            )
             .send()
             .await
             .map_err(port_error)?;
@@ -83,7 +91,7 @@ impl LogSink for CloudWatchLogs {
         }
         if let Some(days) = retention_days {
             let days = i32::try_from(days)
-                .map_err(|_| PortError::Permanent(format!("retention {days} days")))?;
+                .map_err(|_| PortError::Permanent(format!("retention {days} days").into()))?;
             self.client
                 .put_retention_policy()
                 .log_group_name(group)

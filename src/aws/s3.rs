@@ -2,7 +2,7 @@
 
 use crate::aws::retry::port_error;
 use crate::core::keys::{LAYOUT_VERSION, VERSION_METADATA};
-use crate::ports::{CheckpointStore, Object, ObjectStore, PortError, Precondition};
+use crate::ports::{CheckpointStore, Failure, Object, ObjectStore, PortError, Precondition};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::primitives::ByteStream;
 
@@ -51,7 +51,7 @@ impl ObjectStore for S3 {
                 Ok(Some(bytes)) => Some((Ok(bytes), body)),
                 Ok(None) => None,
                 Err(e) => Some((
-                    Err(PortError::Transient(format!("reading the body: {e}"))),
+                    Err(PortError::Transient(Failure::new("reading the body", e))),
                     body,
                 )),
             }
@@ -81,7 +81,7 @@ impl CheckpointStore for S3 {
     async fn load(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>, PortError> {
         let out = match self.get_object(bucket, key).await {
             Ok(out) => out,
-            Err(PortError::NotFound(msg)) if !msg.contains("NoSuchBucket") => return Ok(None),
+            Err(PortError::NotFound(f)) if !f.what.contains("NoSuchBucket") => return Ok(None),
             Err(e) => return Err(e),
         };
         let etag = out.e_tag().unwrap_or_default().to_string();
@@ -89,7 +89,7 @@ impl CheckpointStore for S3 {
             .body
             .collect()
             .await
-            .map_err(|e| PortError::Transient(format!("reading {key}: {e}")))?;
+            .map_err(|e| PortError::Transient(Failure::new(format!("reading {key}"), e)))?;
         Ok(Some((body.to_vec(), etag)))
     }
 

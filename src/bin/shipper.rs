@@ -3,7 +3,7 @@
 //! to consume an SQS queue with it.
 
 use lambda_runtime::{LambdaEvent, service_fn};
-use logdrop::aws::{logs::CloudWatchLogs, s3::S3, sdk_config};
+use logdrop::aws::{logs::CloudWatchLogs, s3::S3, shipper_sdk_config};
 use logdrop::config::Env;
 use logdrop::shipper::poll::{self, PollOptions};
 use logdrop::shipper::sqs::Sqs;
@@ -72,7 +72,7 @@ async fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let sdk = sdk_config().await;
+    let sdk = shipper_sdk_config().await;
     let shipper = Shipper::new(
         S3::new(&sdk),
         S3::new(&sdk),
@@ -180,21 +180,12 @@ async fn invoke_once(shipper: &Shipper<S3, S3, CloudWatchLogs>, file: &str) -> E
     };
     let span = tracing::info_span!("invoke", requestId = inv.request_id);
     let (response, code) = match shipper.handle(&event, &inv).instrument(span).await {
-        Ok(v) => {
-            let sqs_failures = v
-                .get("batchItemFailures")
-                .and_then(Value::as_array)
-                .is_some_and(|f| !f.is_empty());
-            (
-                v,
-                if sqs_failures {
-                    ExitCode::FAILURE
-                } else {
-                    ExitCode::SUCCESS
-                },
-            )
-        }
-        Err(HandlerError::Records { response, .. }) => (response, ExitCode::FAILURE),
+        Ok(r) if r.has_failures() => (r.to_json(), ExitCode::FAILURE),
+        Ok(r) => (r.to_json(), ExitCode::SUCCESS),
+        Err(HandlerError::Records { response, .. }) => (
+            serde_json::to_value(response).unwrap_or_default(),
+            ExitCode::FAILURE,
+        ),
         Err(e) => {
             eprintln!("shipper: {e}");
             return ExitCode::from(2);

@@ -77,7 +77,8 @@ impl EventBuilder {
     }
 
     /// The timestamp and message bytes of a piece, or `None` when its message
-    /// is empty (blank tail of an oversized event), which CloudWatch would refuse.
+    /// is empty (the blank tail of an oversized event, nothing of its message),
+    /// which CloudWatch would refuse.
     pub fn prepare<'p>(&mut self, piece: Piece<'p>) -> Option<Prepared<'p>> {
         let parsed = if piece.first {
             self.parse_timestamp(piece.raw)
@@ -94,7 +95,7 @@ impl EventBuilder {
         }
         let ts = parsed.unwrap_or(self.last_ts);
         self.last_ts = ts;
-        let bytes = message_bytes(piece.raw, piece.multiline);
+        let bytes = message_bytes(piece.raw, piece.multiline, piece.last);
         if bytes.is_empty() {
             return None;
         }

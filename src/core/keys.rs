@@ -149,23 +149,29 @@ impl TaskRef {
     }
 }
 
-/// Decodes a key as S3 notifications spell it: form-URL-encoded, `+` for space.
-/// A v1 key has neither `+` nor spaces, so decoding an already-plain v1 key
-/// (as EventBridge may deliver it) returns it unchanged: both forms are accepted.
-pub fn decode_notification_key(raw: &str, prefix: &str) -> String {
+/// The stored keys a notification's key may stand for, most likely first:
+/// decoded once (S3 notifications form-URL-encode keys, `+` for space) and as
+/// delivered (whether EventBridge encodes is not documented). Only v1 chunk
+/// keys are returned, each once. Both forms can be valid keys of different
+/// objects (a file literally named `a%20b.log`), so a caller that finds no
+/// object under the first must try the second before calling it missing.
+pub fn notification_key_candidates(raw: &str, prefix: &str) -> Vec<String> {
+    let once = decode_notification_key(raw);
+    let mut out = Vec::with_capacity(2);
+    for k in [once, raw.to_string()] {
+        if ChunkKey::parse(&k, prefix).is_ok() && !out.contains(&k) {
+            out.push(k);
+        }
+    }
+    out
+}
+
+/// A notification's key decoded once, as S3 notifications encode it.
+pub fn decode_notification_key(raw: &str) -> String {
     let plus_as_space = raw.replace('+', " ");
-    let once = percent_decode_str(&plus_as_space)
+    percent_decode_str(&plus_as_space)
         .decode_utf8_lossy()
-        .into_owned();
-    if ChunkKey::parse(&once, prefix).is_ok() {
-        return once;
-    }
-    // A plain v1 key contains `%XX` escapes that must survive; if decoding broke
-    // the shape but the raw form is a v1 key, the raw form was the real key.
-    if ChunkKey::parse(raw, prefix).is_ok() {
-        return raw.to_string();
-    }
-    once
+        .into_owned()
 }
 
 #[cfg(test)]
@@ -260,9 +266,19 @@ mod tests {
         k.file = "a b.log".into();
         let plain = k.to_string(); // contains %20
         let encoded = plain.replace('%', "%25");
-        assert_eq!(decode_notification_key(&encoded, "logs"), plain);
-        assert_eq!(decode_notification_key(&plain, "logs"), plain);
-        assert_eq!(decode_notification_key("logs/x+y", "logs"), "logs/x y");
+        let c = |raw: &str| notification_key_candidates(raw, "logs");
+        // Encoded, it reads as two valid keys: the caller tries both in order.
+        assert_eq!(c(&encoded), [plain.clone(), encoded.clone()]);
+        assert_eq!(c(&plain), std::slice::from_ref(&plain));
+        assert_eq!(decode_notification_key("logs/x+y"), "logs/x y");
+        // A file literally named `a%20b.log`: its key holds `a%2520b.log`,
+        // which decodes to the valid key of another file, `a b.log`.
+        k.file = "a%20b.log".into();
+        let literal = k.to_string();
+        assert!(literal.contains("a%2520b.log"), "{literal}");
+        assert_eq!(c(&literal), [plain.clone(), literal.clone()]);
+        assert_eq!(c(&literal.replace('%', "%25"))[0], literal);
+        assert!(c("logs/not/a/key").is_empty());
     }
 
     #[test]

@@ -243,7 +243,12 @@ impl Splitter {
             let n = if end - start <= self.limit / 4 {
                 end - start
             } else {
-                cut_point(&self.buf[start..end], self.limit)
+                let n = cut_point(&self.buf[start..end], self.limit);
+                if start + n < end {
+                    part_end(&self.buf[start..end], n)
+                } else {
+                    n
+                }
             };
             let range = (self.range_start, self.base + (start + n) as u64);
             emit(Piece {
@@ -269,6 +274,7 @@ impl Splitter {
         // never needs to see past them: the result does not depend on chunking.
         while known_end - start >= self.limit + 4 {
             let n = cut_point(&self.buf[start..start + self.limit + 4], self.limit);
+            let n = part_end(&self.buf[start..start + self.limit + 4], n);
             let range = (self.range_start, self.base + (start + n) as u64);
             emit(Piece {
                 range,
@@ -327,11 +333,33 @@ impl Splitter {
     }
 }
 
-/// The message bytes of a piece: line ends as `\n` (a `\r` before `\n` dropped),
-/// trailing line ends removed. Borrowed when nothing changes, the common case.
-pub fn message_bytes(raw: &[u8], multiline: bool) -> std::borrow::Cow<'_, [u8]> {
+/// Where a part that does not end its event should end, given the longest
+/// cut `n` that fits: before the line ends it would finish with, so they
+/// travel with the next part. Then the parts rejoin to the event's message
+/// (whose trailing line ends are dropped) and a `\r\n` is never split. A
+/// part made only of line ends (a long run of blank lines inside an event)
+/// stays whole, less a `\r` whose `\n` is in the next part. `bytes` must
+/// reach past `n`.
+fn part_end(bytes: &[u8], n: usize) -> usize {
+    let content = bytes[..n]
+        .iter()
+        .rposition(|&b| b != b'\n' && b != b'\r')
+        .map_or(0, |i| i + 1);
+    if content > 0 {
+        content
+    } else if n > 1 && bytes[n - 1] == b'\r' && bytes.get(n) == Some(&b'\n') {
+        n - 1
+    } else {
+        n
+    }
+}
+
+/// The message bytes of a piece: line ends as `\n` (a `\r` before `\n` dropped);
+/// the trailing line ends of an event (`last`) removed, those inside kept.
+/// Borrowed when nothing changes, the common case.
+pub fn message_bytes(raw: &[u8], multiline: bool, last: bool) -> std::borrow::Cow<'_, [u8]> {
     let mut end = raw.len();
-    while end > 0 && matches!(raw[end - 1], b'\n' | b'\r') {
+    while last && end > 0 && matches!(raw[end - 1], b'\n' | b'\r') {
         end -= 1;
     }
     let body = &raw[..end];

@@ -26,7 +26,7 @@ fn split(format: Format, data: &[u8]) -> Out {
 
 fn messages(out: &Out) -> Vec<String> {
     out.iter()
-        .map(|(_, raw, _)| String::from_utf8_lossy(&message_bytes(raw, true)).into_owned())
+        .map(|(_, raw, _)| String::from_utf8_lossy(&message_bytes(raw, true, true)).into_owned())
         .collect()
 }
 
@@ -162,6 +162,71 @@ fn memory_stays_bounded_on_one_huge_line() {
     assert_eq!(parts, (5000 * 1024usize).div_ceil(1000));
 }
 
+/// The messages of each event, its parts joined, as `EventBuilder` writes them.
+fn rejoined(format: Format, data: &[u8], limit: usize, chunks: &[usize]) -> Vec<Vec<u8>> {
+    let mut s = Splitter::new(format, 0, limit);
+    let mut events: Vec<Vec<u8>> = Vec::new();
+    let mut emit = |p: Piece<'_>| {
+        let m = message_bytes(p.raw, p.multiline, p.last);
+        match events.last_mut() {
+            Some(e) if !p.first => e.extend_from_slice(&m),
+            _ => events.push(m.to_vec()),
+        }
+    };
+    let mut at = 0;
+    for &c in chunks.iter().cycle() {
+        if at >= data.len() {
+            break;
+        }
+        let n = c.max(1).min(data.len() - at);
+        s.push(&data[at..at + n], &mut emit);
+        at += n;
+    }
+    s.finish(&mut emit);
+    events.retain(|e| !e.is_empty());
+    events
+}
+
+#[test]
+fn parts_of_a_multiline_event_rejoin_exactly() {
+    let mut event = b"24-Nov-2026 22:10:58.757 SEVERE [main] boom\r\n".to_vec();
+    for i in 0..40 {
+        event.extend_from_slice(format!("\tat frame.number{i}(Foo.java:{i})\r\n").as_bytes());
+        if i % 7 == 0 {
+            event.extend_from_slice(b"\r\n\n");
+        }
+    }
+    // A run of blank lines longer than a part, inside the event.
+    event.extend_from_slice(&b"\n".repeat(200));
+    event.extend_from_slice(b"\tat the.end(Foo.java:1)\r\n\r\n\n");
+    let mut data = event.clone();
+    data.extend_from_slice(b"24-Nov-2026 22:10:58.758 INFO [main] next\n");
+    let whole = rejoined(Format::Juli, &data, 1 << 20, &[data.len()]);
+    assert_eq!(whole.len(), 2);
+    for limit in [16, 37, 64, 100] {
+        for chunks in [&[data.len()][..], &[1], &[3, 17, 5]] {
+            let parts = rejoined(Format::Juli, &data, limit, chunks);
+            assert!(parts == whole, "limit {limit}, chunks {chunks:?}");
+        }
+    }
+    let mut s = Splitter::new(Format::Juli, 0, 64);
+    let mut blank_parts = 0;
+    s.push(&data, &mut |p| {
+        blank_parts += usize::from(p.raw.iter().all(|&b| b == b'\n'))
+    });
+    assert!(
+        blank_parts >= 2,
+        "the blank run is cut into parts, each kept"
+    );
+}
+
+/// Whether `data` holds `n` line-end bytes in a row (a blank run that long
+/// may end its event after a part of only line ends was sent: see `part_end`).
+fn has_line_end_run(data: &[u8], n: usize) -> bool {
+    data.split(|&b| b != b'\n' && b != b'\r')
+        .any(|run| run.len() >= n)
+}
+
 fn arb_log() -> impl Strategy<Value = Vec<u8>> {
     let line = prop_oneof![
         Just(b"24-Nov-2026 22:10:58.757 INFO [main] started".to_vec()),
@@ -197,6 +262,10 @@ proptest! {
         }
         s.finish(&mut check);
         prop_assert!(flagged_ok, "a piece flagged valid UTF-8 is not");
+        if !has_line_end_run(&data, limit) {
+            let events = rejoined(format, &data, 1 << 20, &[data.len().max(1)]);
+            prop_assert_eq!(rejoined(format, &data, limit, &chunks), events);
+        }
         for (range, raw, _) in &whole {
             prop_assert!(range.0 >= at && range.1 > range.0);
             prop_assert_eq!(&data[(range.1 - 1000) as usize - raw.len()..(range.1 - 1000) as usize], &raw[..]);

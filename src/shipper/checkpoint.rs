@@ -6,13 +6,18 @@
 //! (take a lease, add shipped ranges) commute, so no update is ever lost.
 
 use crate::core::checkpoint::{Checkpoint, DecodeError};
-use crate::core::keys::TaskRef;
+use crate::core::keys::{ChunkKey, TaskRef};
+use crate::core::ranges::RangeSet;
 use crate::ports::{CheckpointStore, PortError, Precondition};
 use std::time::Duration;
 use tokio::sync::Mutex;
 
 /// Conflicts in a row before giving up; each round waits a little longer.
 const MAX_ATTEMPTS: u32 = 12;
+/// Tries of a load or write that failed for a transient reason (the SDK has
+/// retried each already), within the invocation's deadline.
+const TRANSIENT_ATTEMPTS: u32 = 5;
+const TRANSIENT_BASE_MS: u64 = 50;
 
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
@@ -49,36 +54,76 @@ pub struct Checkpointer<'a, C> {
     bucket: String,
     key: String,
     task: TaskRef,
+    /// Transient store failures are retried until this time (ms since the epoch).
+    retry_until_ms: i64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
     /// Last known document and its ETag (`None` ETag: it does not exist yet).
-    cached: Mutex<Option<(Checkpoint, Option<String>)>>,
+    cached: Option<(Checkpoint, Option<String>)>,
+    /// Ranges in CloudWatch Logs that no successful write has recorded yet.
+    /// Every later write of this document carries them, whichever object's
+    /// write it is, so a failed progress write does not re-send the batch.
+    unrecorded: Vec<(ChunkKey, RangeSet)>,
+}
+
+/// Pause before transient retry `attempt` (1-based): exponential, jittered.
+fn backoff(attempt: u32) -> Duration {
+    let cap = (TRANSIENT_BASE_MS << attempt.min(6)).min(2_000);
+    Duration::from_millis(cap / 2 + fastrand::u64(0..=cap / 2))
+}
+
+fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
 }
 
 impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
-    pub fn new(store: &'a C, bucket: String, key: String, task: TaskRef) -> Self {
+    pub fn new(
+        store: &'a C,
+        bucket: String,
+        key: String,
+        task: TaskRef,
+        retry_until_ms: i64,
+    ) -> Self {
         Checkpointer {
             store,
             bucket,
             key,
             task,
-            cached: Mutex::new(None),
+            retry_until_ms,
+            state: Mutex::new(State::default()),
         }
     }
 
     /// Applies `intent` to the latest document and writes it if the intent says
-    /// so (its second result). Returns the intent's first result.
+    /// so (its second result), or if delivered ranges wait to be recorded.
+    /// Returns the intent's first result.
     pub async fn update<R>(
         &self,
         mut intent: impl FnMut(&mut Checkpoint) -> (R, bool),
     ) -> Result<R, CheckpointError> {
-        let mut cached = self.cached.lock().await;
-        for attempt in 0..MAX_ATTEMPTS {
-            let (mut doc, etag) = match cached.take() {
+        let mut state = self.state.lock().await;
+        let (mut conflicts, mut transient) = (0u32, 0u32);
+        loop {
+            let (mut doc, etag) = match state.cached.take() {
                 Some(c) => c,
-                None => self.load().await?,
+                None => match self.load().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        self.pause_or_fail(&mut transient, e).await?;
+                        continue;
+                    }
+                },
             };
+            let now = chrono::Utc::now();
+            for (key, ranges) in &state.unrecorded {
+                doc.record(key, ranges, None, now);
+            }
             let (result, write) = intent(&mut doc);
-            if !write {
-                *cached = Some((doc, etag));
+            if !write && state.unrecorded.is_empty() {
+                state.cached = Some((doc, etag));
                 return Ok(result);
             }
             let cond = etag.map_or(Precondition::Absent, Precondition::Matches);
@@ -88,22 +133,69 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
                 .await
             {
                 Ok(new_etag) => {
-                    *cached = Some((doc, Some(new_etag)));
+                    state.cached = Some((doc, Some(new_etag)));
+                    state.unrecorded.clear();
                     return Ok(result);
                 }
                 Err(PortError::Conflict(_)) => {
                     // Someone else wrote: re-read next round, after a short jittered pause.
-                    let ms =
-                        5 * u64::from(attempt + 1) + fastrand::u64(0..20 * u64::from(attempt + 1));
+                    conflicts += 1;
+                    if conflicts >= MAX_ATTEMPTS {
+                        return Err(CheckpointError::Contention {
+                            bucket: self.bucket.clone(),
+                            key: self.key.clone(),
+                        });
+                    }
+                    let ms = 5 * u64::from(conflicts) + fastrand::u64(0..20 * u64::from(conflicts));
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                 }
-                Err(source) => return Err(self.store_error(source)),
+                // A lost answer may hide a successful write: re-read, then
+                // apply again (the intents are idempotent).
+                Err(e) => {
+                    self.pause_or_fail(&mut transient, self.store_error(e))
+                        .await?
+                }
             }
         }
-        Err(CheckpointError::Contention {
-            bucket: self.bucket.clone(),
-            key: self.key.clone(),
-        })
+    }
+
+    /// Records ranges that are now in CloudWatch Logs. If the write fails, they
+    /// stay queued and the next write of this document (the lease release,
+    /// another object's progress) records them.
+    pub async fn record_delivered(
+        &self,
+        key: &ChunkKey,
+        ranges: RangeSet,
+    ) -> Result<(), CheckpointError> {
+        if ranges.is_empty() {
+            return Ok(());
+        }
+        self.state
+            .lock()
+            .await
+            .unrecorded
+            .push((key.clone(), ranges));
+        self.update(|_| ((), true)).await
+    }
+
+    /// Waits before the next try of a retryable failure while the deadline
+    /// allows one, or returns the failure.
+    async fn pause_or_fail(
+        &self,
+        attempt: &mut u32,
+        e: CheckpointError,
+    ) -> Result<(), CheckpointError> {
+        *attempt += 1;
+        let pause = backoff(*attempt);
+        let retryable =
+            matches!(&e, CheckpointError::Store { source, .. } if source.is_retryable());
+        let fits = now_ms() + pause.as_millis() as i64 <= self.retry_until_ms;
+        if !retryable || *attempt >= TRANSIENT_ATTEMPTS || !fits {
+            return Err(e);
+        }
+        tracing::warn!(checkpoint = self.key, attempt = *attempt, error = %e, "checkpoint store failed; retrying");
+        tokio::time::sleep(pause).await;
+        Ok(())
     }
 
     async fn load(&self) -> Result<(Checkpoint, Option<String>), CheckpointError> {
@@ -137,8 +229,6 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::core::keys::ChunkKey;
-    use crate::core::ranges::RangeSet;
     use crate::memory::MemoryStore;
 
     #[tokio::test]
@@ -152,7 +242,9 @@ mod tests {
             ChunkKey::parse("logs/c/t/f/0/000000000000000-000000000000001.gz", "logs").unwrap();
         // Separate checkpointers act like separate invocations: only CAS protects them.
         let writers: Vec<_> = (0..8)
-            .map(|_| Checkpointer::new(&store, "b".into(), "cp.json".into(), task.clone()))
+            .map(|_| {
+                Checkpointer::new(&store, "b".into(), "cp.json".into(), task.clone(), i64::MAX)
+            })
             .collect();
         let futures = writers.iter().enumerate().map(|(i, cp)| {
             let key = key.clone();
@@ -177,5 +269,60 @@ mod tests {
         let (bytes, _) = store.load("b", "cp.json").await.unwrap().unwrap();
         let doc = Checkpoint::decode(&bytes).unwrap();
         assert_eq!(doc.file(&key).unwrap().shipped.ranges(), &[(0, 400)]);
+    }
+
+    /// The memory store, failing every save while `failing` is set.
+    struct Flaky {
+        inner: MemoryStore,
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl CheckpointStore for Flaky {
+        async fn load(&self, b: &str, k: &str) -> Result<Option<(Vec<u8>, String)>, PortError> {
+            self.inner.load(b, k).await
+        }
+
+        async fn save(
+            &self,
+            b: &str,
+            k: &str,
+            body: Vec<u8>,
+            cond: Precondition,
+        ) -> Result<String, PortError> {
+            if self.failing.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(PortError::Transient("down".into()));
+            }
+            self.inner.save(b, k, body, cond).await
+        }
+    }
+
+    #[tokio::test]
+    async fn delivered_ranges_ride_on_the_next_write() {
+        let store = Flaky {
+            inner: MemoryStore::default(),
+            failing: true.into(),
+        };
+        let task = TaskRef {
+            cluster: "c".into(),
+            task_id: "t".into(),
+        };
+        let cp = Checkpointer::new(&store, "b".into(), "cp.json".into(), task, i64::MAX);
+        let a = ChunkKey::parse("logs/c/t/a/0/000000000000000-000000000000100.gz", "logs").unwrap();
+        let b = ChunkKey::parse("logs/c/t/b/0/000000000000000-000000000000100.gz", "logs").unwrap();
+        let failed = cp.record_delivered(&a, RangeSet::from(vec![(0, 40)])).await;
+        assert!(failed.is_err(), "every try of the write failed");
+        store
+            .failing
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        // Another object's write, even one that would write nothing itself.
+        cp.update(|doc| {
+            let shipped = doc.is_shipped(&b);
+            (shipped, false)
+        })
+        .await
+        .unwrap();
+        let (bytes, _) = store.inner.load("b", "cp.json").await.unwrap().unwrap();
+        let doc = Checkpoint::decode(&bytes).unwrap();
+        assert_eq!(doc.file(&a).unwrap().shipped.ranges(), &[(0, 40)]);
     }
 }

@@ -41,6 +41,15 @@ impl Config {
                 format!("`{checkpoint_prefix}` must not be under the key prefix `{key_prefix}`"),
             ));
         }
+        // Every chunk would look like a checkpoint object and be skipped.
+        if key_prefix.starts_with(&format!("{checkpoint_prefix}/")) {
+            return Err(err(
+                "LOGDROP_KEY_PREFIX",
+                format!(
+                    "`{key_prefix}` must not be under the checkpoint prefix `{checkpoint_prefix}`"
+                ),
+            ));
+        }
         let tz_name = env.or("LOGDROP_TIMEZONE", "UTC");
         let timezone = tz_name.parse::<Tz>().map_err(|_| {
             err(
@@ -185,6 +194,18 @@ mod tests {
             Config::from_env(&Env::from_pairs([])).unwrap_err().var,
             "LOGDROP_LOG_GROUP"
         );
+        // And the other way round: chunks under the checkpoint prefix.
+        assert_eq!(
+            with(&[("LOGDROP_KEY_PREFIX", "checkpoints/logs")])
+                .unwrap_err()
+                .var,
+            "LOGDROP_KEY_PREFIX"
+        );
+        let moved = with(&[
+            ("LOGDROP_KEY_PREFIX", "cp/logs"),
+            ("LOGDROP_CHECKPOINT_PREFIX", "cp"),
+        ]);
+        assert_eq!(moved.unwrap_err().var, "LOGDROP_KEY_PREFIX");
     }
 
     #[test]

@@ -3,12 +3,16 @@
 pub mod checkpoint;
 pub mod config;
 pub mod handler;
+pub mod invocation;
 pub mod object;
+pub mod outcome;
 pub mod pipeline;
 pub mod poll;
+pub mod pump;
 pub mod sink;
 pub mod sqs;
 pub mod trigger;
 
 pub use config::Config;
-pub use handler::{HandlerError, Invocation, Shipper};
+pub use handler::{HandlerError, Response, Shipper};
+pub use invocation::Invocation;

@@ -1,5 +1,12 @@
 //! The synchronous heart of the shipper: gzip bytes in, full batches out.
 //! No I/O here, so the benchmark and the unit tests drive exactly this code.
+//!
+//! Memory stays flat whatever the object holds: compressed input is decoded
+//! a step at a time (the decoder produces at most its 32 KiB buffer per
+//! step), and decoding pauses as soon as a batch is ready, until the caller
+//! has taken it. Over-long events are cut into parts by the splitter as the
+//! bytes arrive, so neither a huge line nor a body that compresses a
+//! thousandfold is ever held whole.
 
 use crate::core::batch::{Batch, Batcher, message_limit};
 use crate::core::events::{EventBuilder, EventStats, Window};
@@ -18,7 +25,8 @@ pub struct Corrupt {
     pub detail: String,
 }
 
-/// Compressed bytes decoded per step (about ten times that once decoded).
+/// Compressed bytes offered to the decoder per step; it takes what fits its
+/// output buffer (32 KiB decoded) and leaves the rest for the next step.
 const DECODE_STEP: usize = 8 * 1024;
 
 pub struct Pipeline {
@@ -29,6 +37,11 @@ pub struct Pipeline {
     decoded: u64,
     splitter: Splitter,
     assembler: Assembler,
+    /// Compressed bytes not yet decoded, and how far decoding got in them.
+    input: bytes::Bytes,
+    input_at: usize,
+    /// Set once the body proved corrupt: nothing more is decoded.
+    broken: bool,
 }
 
 /// Pieces to events to batches, leaving out what the checkpoint already has.
@@ -36,7 +49,7 @@ struct Assembler {
     builder: EventBuilder,
     batcher: Batcher,
     shipped: RangeSet,
-    ready: Vec<Batch>,
+    ready: std::collections::VecDeque<Batch>,
     duplicates: u64,
 }
 
@@ -52,7 +65,7 @@ impl Assembler {
         let builder = &mut self.builder;
         let write = |text: &mut String| builder.write_message(text, &e);
         if let Some(full) = self.batcher.push_with(e.timestamp, e.source, write) {
-            self.ready.push(full);
+            self.ready.push_back(full);
         }
     }
 }
@@ -79,9 +92,12 @@ impl Pipeline {
                 builder: EventBuilder::new(format, tz, fallback_ms, window),
                 batcher: Batcher::default(),
                 shipped,
-                ready: Vec::new(),
+                ready: std::collections::VecDeque::new(),
                 duplicates: 0,
             },
+            input: bytes::Bytes::new(),
+            input_at: 0,
+            broken: false,
         }
     }
 
@@ -94,18 +110,45 @@ impl Pipeline {
         self.assembler.duplicates
     }
 
-    /// Feeds compressed bytes; complete batches collect in `take_ready`.
-    pub fn push(&mut self, compressed: &[u8]) -> Result<(), Corrupt> {
-        // Small steps keep the decoded bytes in cache for the passes that follow.
-        for step in compressed.chunks(DECODE_STEP) {
-            self.compressed_in += step.len() as u64;
+    /// Hands over the next compressed bytes of the body; call `next_batch`
+    /// until it returns `None` before feeding more.
+    pub fn feed(&mut self, compressed: bytes::Bytes) {
+        debug_assert!(self.input_at >= self.input.len(), "input not consumed");
+        self.input = compressed;
+        self.input_at = 0;
+    }
+
+    /// The next full batch, decoding only as much as it takes: `None` once
+    /// the fed bytes are used up (or, after a failure, the ready batches are).
+    pub fn next_batch(&mut self) -> Result<Option<Batch>, Corrupt> {
+        loop {
+            if let Some(b) = self.assembler.ready.pop_front() {
+                return Ok(Some(b));
+            }
+            if self.broken || self.input_at >= self.input.len() {
+                return Ok(None);
+            }
+            let end = (self.input_at + DECODE_STEP).min(self.input.len());
             std::mem::swap(self.decoder.get_mut(), self.splitter.buffer_mut());
-            let written = self.decoder.write_all(step);
+            let written = self.decoder.write(&self.input[self.input_at..end]);
             std::mem::swap(self.decoder.get_mut(), self.splitter.buffer_mut());
-            self.drain_decoded()?;
-            written.map_err(|e| self.corrupt(e.to_string()))?;
+            let drained = self.drain_decoded();
+            let step = match written {
+                Ok(0) => Err(self.corrupt("the decoder takes no more input".into())),
+                Ok(n) => Ok(n),
+                Err(e) => Err(self.corrupt(e.to_string())),
+            };
+            match drained.and(step) {
+                Ok(n) => {
+                    self.input_at += n;
+                    self.compressed_in += n as u64;
+                }
+                Err(c) => {
+                    self.broken = true;
+                    return Err(c);
+                }
+            }
         }
-        Ok(())
     }
 
     /// Ends the object: the body must have decoded to exactly `[start, end)`.
@@ -131,8 +174,10 @@ impl Pipeline {
         Ok(())
     }
 
-    /// After a decoding error: what was complete before the damage, as batches.
+    /// After a decoding error: what was complete before the damage, as
+    /// batches for `next_batch`.
     pub fn flush_complete(&mut self) {
+        self.broken = true;
         let last = self.assembler.batcher.finish();
         self.assembler.ready.extend(last);
     }
@@ -140,10 +185,6 @@ impl Pipeline {
     /// Returns a sent batch's buffers for reuse.
     pub fn recycle(&mut self, batch: Batch) {
         self.assembler.batcher.recycle(batch);
-    }
-
-    pub fn take_ready(&mut self) -> Vec<Batch> {
-        std::mem::take(&mut self.assembler.ready)
     }
 
     /// Splits what the decoder wrote. The decoder writes straight into the

@@ -6,7 +6,7 @@
 //! and, after its `maxReceiveCount`, move to its dead-letter queue.
 
 use crate::ports::{CheckpointStore, LogSink, ObjectStore};
-use crate::shipper::{Invocation, Shipper};
+use crate::shipper::{Invocation, Response, Shipper};
 use serde::Serialize;
 use serde_json::{Value, json};
 use std::collections::HashSet;
@@ -239,18 +239,16 @@ pub fn sqs_event(arn: &str, messages: &[Message]) -> Value {
 }
 
 /// The ids of a partial batch response's failures.
-fn failed_ids(response: &Value) -> HashSet<String> {
-    response
-        .get("batchItemFailures")
-        .and_then(Value::as_array)
-        .map(|failures| {
-            failures
-                .iter()
-                .filter_map(|f| f.get("itemIdentifier").and_then(Value::as_str))
-                .map(str::to_string)
-                .collect()
-        })
-        .unwrap_or_default()
+fn failed_ids(response: &Response) -> HashSet<String> {
+    match response {
+        Response::Sqs(r) => r
+            .batch_item_failures
+            .iter()
+            .map(|f| f.item_identifier.clone())
+            .collect(),
+        // Not an SQS answer: nothing tells which message failed, so keep them all.
+        Response::Summary(s) => s.records.iter().map(|r| r.id.clone()).collect(),
+    }
 }
 
 #[cfg(test)]
@@ -368,8 +366,15 @@ mod tests {
             event["Records"][0]["attributes"]["ApproximateReceiveCount"],
             "2"
         );
-        let response = json!({"batchItemFailures": [{"itemIdentifier": "m2"}]});
-        assert_eq!(failed_ids(&response), HashSet::from(["m2".to_string()]));
-        assert!(failed_ids(&json!({"records": []})).is_empty());
+        let mut failure = aws_lambda_events::sqs::BatchItemFailure::default();
+        failure.item_identifier = "m2".into();
+        let mut response = aws_lambda_events::sqs::SqsBatchResponse::default();
+        response.batch_item_failures = vec![failure];
+        assert_eq!(
+            failed_ids(&Response::Sqs(response)),
+            HashSet::from(["m2".to_string()])
+        );
+        let none = Response::Sqs(aws_lambda_events::sqs::SqsBatchResponse::default());
+        assert!(failed_ids(&none).is_empty());
     }
 }

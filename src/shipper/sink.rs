@@ -1,12 +1,22 @@
 //! Putting batches into CloudWatch Logs: stream and group set-up on first use,
-//! a bounded number of calls in flight, and the rejected-events policy.
+//! a bounded number of calls in flight, retries decided by each call's outcome,
+//! and the rejected-events policy.
 
 use crate::core::batch::{Batch, batches_of};
+use crate::core::ranges::RangeSet;
 use crate::ports::{LogSink, PortError, Rejected};
 use crate::shipper::Config;
 use std::collections::HashSet;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 use tokio::sync::Semaphore;
+
+/// Tries of one call that surely did not store anything (throttled, a 5xx
+/// answer, no connection).
+const MAX_ATTEMPTS: u32 = 6;
+const BACKOFF_BASE_MS: u64 = 100;
+const BACKOFF_MAX_MS: u64 = 5_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PutError {
@@ -32,6 +42,46 @@ impl PutError {
             PutError::GroupMissing(_) | PutError::RejectedTwice(_) => false,
         }
     }
+
+    /// Whether the failed call may have stored its events.
+    pub fn is_ambiguous(&self) -> bool {
+        matches!(
+            self,
+            PutError::Port {
+                source: PortError::Unknown(_),
+                ..
+            }
+        )
+    }
+}
+
+/// What to do after a failed `PutLogEvents` call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Next {
+    /// Surely not stored: send again after this pause.
+    Retry(Duration),
+    /// Perhaps stored: send again once (one extra copy at most), after this pause.
+    RetryUnknown(Duration),
+    GiveUp,
+}
+
+/// The retry rule, pure: `attempt` is the 1-based number of the failed try,
+/// `unknown_retried` whether this batch was already re-sent after an unknown outcome.
+pub fn after_failure(err: &PortError, attempt: u32, unknown_retried: bool) -> Next {
+    let pause = Duration::from_millis((BACKOFF_BASE_MS << attempt.min(8)).min(BACKOFF_MAX_MS));
+    match err {
+        _ if attempt >= MAX_ATTEMPTS => Next::GiveUp,
+        PortError::Transient(_) => Next::Retry(pause),
+        PortError::Unknown(_) if !unknown_retried => Next::RetryUnknown(pause),
+        _ => Next::GiveUp,
+    }
+}
+
+/// Full jitter: a pause anywhere up to the rule's, so retries spread out.
+fn jitter(d: Duration) -> Duration {
+    Duration::from_millis(fastrand::u64(
+        d.as_millis() as u64 / 4..=d.as_millis() as u64,
+    ))
 }
 
 pub struct Sender<L> {
@@ -42,14 +92,37 @@ pub struct Sender<L> {
     /// Streams known to exist, kept across invocations of a warm container.
     ready_streams: Mutex<HashSet<String>>,
     slots: Semaphore,
+    /// Calls whose outcome was unknown, and their events, since start-up:
+    /// the upper bound of duplicates this process may have caused.
+    unknown_calls: AtomicU64,
+    unknown_events: AtomicU64,
 }
 
 /// What one batch's delivery did, beyond storing its events.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Delivered {
     pub calls: u64,
     /// Events the service refused as too old, too new or expired, re-sent with the current time.
     pub restamped: u64,
+    /// Calls whose outcome was unknown (each may have stored one extra copy).
+    pub unknown_calls: u64,
+    /// Events in those calls.
+    pub unknown_events: u64,
+    /// Source ranges of the events now stored.
+    pub stored: RangeSet,
+}
+
+/// A delivery that failed, with what it stored before failing.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Undelivered {
+    pub done: Delivered,
+    #[source]
+    pub error: PutError,
+}
+
+fn ranges_of<'a>(events: impl Iterator<Item = crate::core::batch::Event<'a>>) -> RangeSet {
+    RangeSet::from(events.map(|e| e.source).collect::<Vec<_>>())
 }
 
 impl<L: LogSink> Sender<L> {
@@ -61,6 +134,8 @@ impl<L: LogSink> Sender<L> {
             retention_days: config.retention_days,
             ready_streams: Mutex::new(HashSet::new()),
             slots: Semaphore::new(config.put_concurrency),
+            unknown_calls: AtomicU64::new(0),
+            unknown_events: AtomicU64::new(0),
         }
     }
 
@@ -68,16 +143,35 @@ impl<L: LogSink> Sender<L> {
         &self.group
     }
 
-    /// Delivers one batch. Events the service rejects for their time are sent
-    /// once more stamped with the current time (their text keeps the original).
+    /// `(calls, events)` whose outcome was unknown since this sender was made.
+    pub fn unknown_outcomes(&self) -> (u64, u64) {
+        (
+            self.unknown_calls.load(Ordering::Relaxed),
+            self.unknown_events.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Delivers one batch; no retry starts after `until_ms`. Events the service
+    /// rejects for their time are sent once more stamped with the current time
+    /// (their text keeps the original). On failure, what was stored is reported.
     pub async fn deliver(
         &self,
         stream: &str,
         batch: &Batch,
         now_ms: i64,
-    ) -> Result<Delivered, PutError> {
+        until_ms: i64,
+    ) -> Result<Delivered, Undelivered> {
         let mut done = Delivered::default();
-        let rejected = self.put(stream, batch, &mut done).await?;
+        let rejected = match self.put(stream, batch, &mut done, until_ms).await {
+            Ok(r) => r,
+            Err(error) => return Err(Undelivered { done, error }),
+        };
+        let kept = batch
+            .events()
+            .enumerate()
+            .filter(|(i, _)| !rejected.contains(*i))
+            .map(|(_, e)| e);
+        done.stored = ranges_of(kept);
         if rejected.is_empty() {
             return Ok(done);
         }
@@ -99,15 +193,71 @@ impl<L: LogSink> Sender<L> {
         );
         done.restamped += count as u64;
         for b in again {
-            let r = self.put(stream, &b, &mut done).await?;
-            if !r.is_empty() {
-                return Err(PutError::RejectedTwice(b.len()));
+            match self.put(stream, &b, &mut done, until_ms).await {
+                Ok(r) if r.is_empty() => done.stored.union(&ranges_of(b.events())),
+                Ok(r) => {
+                    let kept = b.events().enumerate().filter(|(i, _)| !r.contains(*i));
+                    done.stored.union(&ranges_of(kept.map(|(_, e)| e)));
+                    let error = PutError::RejectedTwice(b.len());
+                    return Err(Undelivered { done, error });
+                }
+                Err(error) => return Err(Undelivered { done, error }),
             }
         }
         Ok(done)
     }
 
+    /// One call, retried by its outcome: freely while surely not stored, once
+    /// when perhaps stored (counted and logged, as it may duplicate).
     async fn put(
+        &self,
+        stream: &str,
+        batch: &Batch,
+        done: &mut Delivered,
+        until_ms: i64,
+    ) -> Result<Rejected, PutError> {
+        let mut unknown_retried = false;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let err = match self.put_once(stream, batch, done).await {
+                Ok(r) => return Ok(r),
+                Err(PutError::Port { source, .. }) => source,
+                Err(other) => return Err(other),
+            };
+            if matches!(err, PortError::Unknown(_)) {
+                done.unknown_calls += 1;
+                done.unknown_events += batch.len() as u64;
+                self.unknown_calls.fetch_add(1, Ordering::Relaxed);
+                self.unknown_events
+                    .fetch_add(batch.len() as u64, Ordering::Relaxed);
+            }
+            let next = after_failure(&err, attempt, unknown_retried);
+            let pause = match next {
+                Next::Retry(p) | Next::RetryUnknown(p) => jitter(p),
+                Next::GiveUp => Duration::ZERO,
+            };
+            let late = chrono::Utc::now().timestamp_millis() + pause.as_millis() as i64 > until_ms;
+            if next == Next::GiveUp || late {
+                return Err(self.port_error(stream, err));
+            }
+            if let Next::RetryUnknown(_) = next {
+                unknown_retried = true;
+                tracing::warn!(
+                    group = self.group,
+                    stream,
+                    events = batch.len(),
+                    error = %err,
+                    "PutLogEvents outcome unknown; sending once more, which duplicates these events if the first call was stored"
+                );
+            } else {
+                tracing::info!(stream, attempt, error = %err, "PutLogEvents not stored; retrying");
+            }
+            tokio::time::sleep(pause).await;
+        }
+    }
+
+    async fn put_once(
         &self,
         stream: &str,
         batch: &Batch,
@@ -181,5 +331,27 @@ impl<L: LogSink> Sender<L> {
             stream: stream.to_string(),
             source,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retries_by_outcome() {
+        let t = PortError::Transient("throttled".into());
+        let u = PortError::Unknown("reset".into());
+        let p = PortError::Permanent("denied".into());
+        assert!(matches!(after_failure(&t, 1, false), Next::Retry(_)));
+        assert!(matches!(after_failure(&t, 5, true), Next::Retry(_)));
+        assert_eq!(after_failure(&t, MAX_ATTEMPTS, false), Next::GiveUp);
+        assert!(matches!(after_failure(&u, 1, false), Next::RetryUnknown(_)));
+        assert_eq!(after_failure(&u, 2, true), Next::GiveUp, "once at most");
+        assert_eq!(after_failure(&p, 1, false), Next::GiveUp);
+        let Next::Retry(long) = after_failure(&t, 5, false) else {
+            panic!()
+        };
+        assert!(long <= Duration::from_millis(BACKOFF_MAX_MS));
     }
 }

@@ -29,7 +29,26 @@ pub struct Record {
     /// The SQS message id (for partial batch failures); an index otherwise.
     pub id: String,
     /// The objects, or why the record could not be read (a poison message).
-    pub objects: Result<Vec<ObjectRef>, String>,
+    pub objects: Result<Vec<ObjectRef>, RecordError>,
+}
+
+/// Why one record (an SQS message, an S3 or EventBridge record) cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RecordError {
+    #[error("message has no body")]
+    NoBody,
+    #[error("body is not JSON: {0}")]
+    NotJson(String),
+    #[error("SNS envelope without Message")]
+    SnsWithoutMessage,
+    #[error("body is not an S3 notification: {0}")]
+    NotS3Notification(String),
+    #[error("S3 notification without Records")]
+    NoRecords,
+    #[error("S3 record: {0}")]
+    S3Record(String),
+    #[error("EventBridge detail: {0}")]
+    EventBridgeDetail(String),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,11 +57,16 @@ pub struct Trigger {
     pub records: Vec<Record>,
 }
 
+/// The event as a whole has none of the three shapes.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the event is not an S3 notification, an SQS batch or an EventBridge Object Created event: {0}"
-)]
-pub struct TriggerError(String);
+pub enum TriggerError {
+    #[error(
+        "the event is not an S3 notification, an SQS batch or an EventBridge Object Created event: no `Records` and no `detail-type`"
+    )]
+    Unknown,
+    #[error("the event looks like an SQS batch but does not parse: {0}")]
+    Sqs(#[source] serde_json::Error),
+}
 
 #[derive(Deserialize)]
 struct S3Notification {
@@ -86,15 +110,14 @@ pub fn parse(event: &Value) -> Result<Trigger, TriggerError> {
     let records = event
         .get("Records")
         .and_then(Value::as_array)
-        .ok_or_else(|| TriggerError("no `Records` and no `detail-type`".into()))?;
+        .ok_or(TriggerError::Unknown)?;
     let from_sqs = records
         .first()
         .and_then(|r| r.get("eventSource"))
         .and_then(Value::as_str)
         == Some("aws:sqs");
     if from_sqs {
-        let sqs: SqsEvent =
-            serde_json::from_value(event.clone()).map_err(|e| TriggerError(e.to_string()))?;
+        let sqs: SqsEvent = serde_json::from_value(event.clone()).map_err(TriggerError::Sqs)?;
         let records = sqs
             .records
             .into_iter()
@@ -104,7 +127,7 @@ pub fn parse(event: &Value) -> Result<Trigger, TriggerError> {
                 objects: m
                     .body
                     .as_deref()
-                    .ok_or_else(|| "message has no body".to_string())
+                    .ok_or(RecordError::NoBody)
                     .and_then(objects_in_body),
             })
             .collect();
@@ -148,7 +171,7 @@ fn parse_eventbridge(event: &Value) -> Result<Trigger, TriggerError> {
 
 /// The object of an EventBridge event, whether it invoked the function or an
 /// EventBridge rule put it on the queue (the template's EventBridge trigger).
-fn eventbridge_objects(detail_type: &str, event: &Value) -> Result<Vec<ObjectRef>, String> {
+fn eventbridge_objects(detail_type: &str, event: &Value) -> Result<Vec<ObjectRef>, RecordError> {
     if detail_type != "Object Created" {
         tracing::warn!(
             detail_type,
@@ -164,14 +187,15 @@ fn eventbridge_objects(detail_type: &str, event: &Value) -> Result<Vec<ObjectRef
                 raw_key: d.object.key,
             }]
         })
-        .map_err(|e| format!("EventBridge detail: {e}"))
+        .map_err(|e| RecordError::EventBridgeDetail(e.to_string()))
 }
 
 /// The objects in an SQS body: an S3 notification, S3's `s3:TestEvent`, an
 /// EventBridge event (a rule targeting the queue), or an SNS envelope around
 /// an S3 notification.
-fn objects_in_body(body: &str) -> Result<Vec<ObjectRef>, String> {
-    let value: Value = serde_json::from_str(body).map_err(|e| format!("body is not JSON: {e}"))?;
+fn objects_in_body(body: &str) -> Result<Vec<ObjectRef>, RecordError> {
+    let value: Value =
+        serde_json::from_str(body).map_err(|e| RecordError::NotJson(e.to_string()))?;
     if let Some(detail_type) = value.get("detail-type").and_then(Value::as_str) {
         return eventbridge_objects(detail_type, &value);
     }
@@ -179,24 +203,24 @@ fn objects_in_body(body: &str) -> Result<Vec<ObjectRef>, String> {
         let inner = value
             .get("Message")
             .and_then(Value::as_str)
-            .ok_or("SNS envelope without Message")?;
+            .ok_or(RecordError::SnsWithoutMessage)?;
         return objects_in_body(inner);
     }
     if value.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(Vec::new());
     }
-    let n: S3Notification = serde_json::from_value(value)
-        .map_err(|e| format!("body is not an S3 notification: {e}"))?;
+    let n: S3Notification =
+        serde_json::from_value(value).map_err(|e| RecordError::NotS3Notification(e.to_string()))?;
     if n.records.is_empty() {
-        return Err("S3 notification without Records".into());
+        return Err(RecordError::NoRecords);
     }
     Ok(n.records.into_iter().filter_map(created).collect())
 }
 
-fn s3_record(r: Value) -> Result<Option<ObjectRef>, String> {
+fn s3_record(r: Value) -> Result<Option<ObjectRef>, RecordError> {
     serde_json::from_value::<S3Record>(r)
         .map(created)
-        .map_err(|e| format!("S3 record: {e}"))
+        .map_err(|e| RecordError::S3Record(e.to_string()))
 }
 
 /// Only object-created records carry new log data; others are logged and ignored.
@@ -261,13 +285,7 @@ mod tests {
         ]});
         let t = parse(&sqs).unwrap();
         assert_eq!(t.records[0].objects, Ok(vec![]));
-        assert!(
-            t.records[1]
-                .objects
-                .as_ref()
-                .unwrap_err()
-                .contains("not JSON")
-        );
+        assert!(matches!(t.records[1].objects, Err(RecordError::NotJson(_))));
         assert_eq!(t.records[2].objects.as_ref().unwrap().len(), 1);
         assert!(parse(&serde_json::json!({"hello": 1})).is_err());
     }
@@ -292,12 +310,9 @@ mod tests {
             }])
         );
         assert_eq!(t.records[1].objects, Ok(vec![]));
-        assert!(
-            t.records[2]
-                .objects
-                .as_ref()
-                .unwrap_err()
-                .contains("EventBridge detail")
-        );
+        assert!(matches!(
+            t.records[2].objects,
+            Err(RecordError::EventBridgeDetail(_))
+        ));
     }
 }

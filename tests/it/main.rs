@@ -1,6 +1,7 @@
 //! Integration tests: the real binaries' code against moto's server through
 //! the real AWS SDK clients.
 
+mod faults;
 mod image;
 mod lambda_logs;
 mod moto;
@@ -9,6 +10,9 @@ mod rig;
 mod shipper;
 mod shipper_bad_input;
 mod shipper_cli;
+mod shipper_faults;
+mod shipper_memory;
+mod shipper_reliability;
 mod sidecar;
 mod sidecar_faults;
 mod sidecar_rig;

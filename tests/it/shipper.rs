@@ -62,7 +62,8 @@ async fn s3_notification_ships_the_corpus_exactly_once() {
     let response = shipper
         .handle(&rig.s3_event(&keys), &inv("r1"))
         .await
-        .expect("handled");
+        .expect("handled")
+        .to_json();
     assert_eq!(
         response["records"].as_array().map(Vec::len),
         Some(keys.len())
@@ -97,7 +98,8 @@ async fn redelivery_in_reverse_order_adds_nothing() {
             .shipper()
             .handle(&rig.s3_event(std::slice::from_ref(k)), &inv("again"))
             .await
-            .expect("again");
+            .expect("again")
+            .to_json();
         assert_eq!(
             r["records"][0]["objects"][0]["result"], "already_shipped",
             "{k}"
@@ -129,13 +131,15 @@ async fn eventbridge_keys_plain_and_encoded() {
     let plain = shipper
         .handle(&rig.eventbridge_event(&key), &inv("eb1"))
         .await
-        .expect("plain");
+        .expect("plain")
+        .to_json();
     assert_eq!(plain["records"][0]["objects"][0]["result"], "shipped");
     let key2 = rig.upload_chunk(file, &content, 23, content.len()).await;
     let encoded = shipper
         .handle(&rig.eventbridge_event(&form_encode(&key2)), &inv("eb2"))
         .await
-        .expect("encoded");
+        .expect("encoded")
+        .to_json();
     assert_eq!(encoded["records"][0]["objects"][0]["result"], "shipped");
     let got: Vec<String> = rig
         .events(&rig.stream("app log"))
@@ -229,7 +233,8 @@ async fn sqs_batch_from_real_s3_notifications() {
         .shipper()
         .handle(&rig.sqs_event(&bodies), &inv("sqs"))
         .await
-        .expect("handled");
+        .expect("handled")
+        .to_json();
     let failures: Vec<&str> = response["batchItemFailures"]
         .as_array()
         .expect("failures")
@@ -241,11 +246,12 @@ async fn sqs_batch_from_real_s3_notifications() {
     assert_corpus(&rig, tie_order).await;
 }
 
-/// Fails the Nth `PutLogEvents` call (1-based), passing everything else through;
-/// records every batch sent so the batch rules can be checked.
+/// Fails the listed `PutLogEvents` calls (1-based) as if their outcome were
+/// unknown, without storing them; passes everything else through and records
+/// every batch sent so the batch rules can be checked.
 struct FailingSink<L> {
     inner: L,
-    fail_on: u64,
+    fail_on: Vec<u64>,
     calls: AtomicU64,
     sent: Mutex<Vec<Vec<(i64, String)>>>,
 }
@@ -253,8 +259,8 @@ struct FailingSink<L> {
 impl<L: LogSink> LogSink for FailingSink<L> {
     async fn put(&self, group: &str, stream: &str, batch: &Batch) -> Result<Rejected, PortError> {
         let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
-        if n == self.fail_on {
-            return Err(PortError::Transient("injected failure".into()));
+        if self.fail_on.contains(&n) {
+            return Err(PortError::Unknown("injected failure".into()));
         }
         let r = self.inner.put(group, stream, batch).await?;
         self.sent.lock().unwrap().push(
@@ -285,7 +291,8 @@ async fn failure_after_some_batches_then_retry_is_exact() {
     let key = rig.upload_chunk(file, &content, 0, content.len()).await;
     let failing = FailingSink {
         inner: rig.logs.clone(),
-        fail_on: 4,
+        // The 4th call fails, its one re-send fails too: the record fails.
+        fail_on: vec![4, 5],
         calls: AtomicU64::new(0),
         sent: Mutex::new(Vec::new()),
     };
@@ -312,6 +319,8 @@ async fn failure_after_some_batches_then_retry_is_exact() {
     );
     let sent_first = shipper.sender.sink.sent.lock().unwrap().len();
     assert_eq!(sent_first, 3);
+    assert_eq!(shipper.sender.sink.calls.load(Ordering::SeqCst), 5);
+    assert_eq!(shipper.sender.unknown_outcomes().0, 2, "both counted");
 
     let retry = rig.shipper();
     retry
@@ -398,7 +407,8 @@ async fn same_object_delivered_twice_at_once_lands_once() {
         .shipper()
         .handle(&event, &inv("dup-retry"))
         .await
-        .expect("retry");
+        .expect("retry")
+        .to_json();
     assert_eq!(
         retry["records"][0]["objects"][0]["result"],
         "already_shipped"

@@ -15,7 +15,8 @@ async fn keys_outside_layout_are_skipped_not_retried() {
         .shipper()
         .handle(&rig.s3_event(&keys), &inv("bad"))
         .await
-        .expect("records succeed");
+        .expect("records succeed")
+        .to_json();
     for i in 0..3 {
         assert_eq!(r["records"][i]["ok"], true);
         assert_eq!(r["records"][i]["objects"][0]["result"], "skipped", "{i}");
@@ -115,7 +116,8 @@ async fn edge_cases_arrive_losslessly() {
         .shipper()
         .handle(&rig.s3_event(&[key]), &inv("e"))
         .await
-        .expect("ok");
+        .expect("ok")
+        .to_json();
     let report = &r["records"][0]["objects"][0]["report"];
     assert_eq!(report["events"], 4);
     assert_eq!(report["escaped_bytes"], 3);
@@ -165,7 +167,8 @@ async fn empty_object_and_empty_range() {
         .shipper()
         .handle(&rig.s3_event(&[k1, k2, k3]), &inv("empty"))
         .await
-        .expect("ok");
+        .expect("ok")
+        .to_json();
     assert_eq!(
         r["records"][0]["objects"][0]["result"], "already_shipped",
         "an empty range has nothing to ship"
@@ -182,7 +185,8 @@ async fn missing_object_or_bucket_is_a_warning_not_a_loss() {
         .shipper()
         .handle(&rig.s3_event(std::slice::from_ref(&key)), &inv("m"))
         .await
-        .expect("ok");
+        .expect("ok")
+        .to_json();
     assert_eq!(r["records"][0]["objects"][0]["result"], "missing");
     // Not marked shipped: if the object appears again, it is shipped then.
     assert!(

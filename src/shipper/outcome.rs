@@ -1,0 +1,124 @@
+//! What became of one object: its outcome when it went through, its error
+//! when it did not, and the counts reported for it.
+
+use crate::core::events::EventStats;
+use crate::ports::PortError;
+use crate::shipper::checkpoint::CheckpointError;
+use crate::shipper::pipeline::Corrupt;
+use crate::shipper::sink::PutError;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum ObjectOutcome {
+    /// The key is not a v1 chunk key (or is a checkpoint): nothing to ship.
+    Skipped {
+        key: String,
+        reason: String,
+    },
+    /// Every byte of the range was already shipped (a duplicate delivery).
+    AlreadyShipped {
+        key: String,
+    },
+    /// The object (or its bucket) no longer exists: nothing to ship.
+    Missing {
+        key: String,
+    },
+    Shipped {
+        key: String,
+        report: ShipReport,
+    },
+}
+
+#[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct ShipReport {
+    #[serde(flatten)]
+    pub stats: EventStats,
+    /// Events put into CloudWatch Logs by this invocation.
+    pub sent: u64,
+    /// Events skipped because an earlier delivery had shipped them.
+    pub duplicates: u64,
+    pub put_calls: u64,
+    pub restamped: u64,
+    /// `PutLogEvents` calls whose outcome was unknown (reset, timeout, answer
+    /// lost), and their events: each such call may have stored one extra copy.
+    pub outcome_unknown_calls: u64,
+    pub possible_duplicates: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ObjectError {
+    #[error(
+        "{key}: invocation {owner} holds a lease on this range until {until}; the retry will find it shipped"
+    )]
+    LeaseHeld {
+        key: String,
+        owner: String,
+        until: DateTime<Utc>,
+    },
+    #[error("{key}: {source}")]
+    Corrupt {
+        key: String,
+        #[source]
+        source: Corrupt,
+    },
+    #[error("{key}: reading the object: {source}")]
+    Read {
+        key: String,
+        #[source]
+        source: PortError,
+    },
+    #[error("{key}: {source}")]
+    Put {
+        key: String,
+        #[source]
+        source: PutError,
+    },
+    #[error("{key}: stopped before the Lambda deadline with progress saved; a retry resumes")]
+    Deadline { key: String },
+    #[error("{key}: {source}")]
+    Checkpoint {
+        key: String,
+        #[source]
+        source: CheckpointError,
+    },
+}
+
+impl ObjectError {
+    /// False for poison: retrying cannot succeed, so the record should end in
+    /// the dead-letter queue or on-failure destination (after the trigger's retries).
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            ObjectError::LeaseHeld { .. } | ObjectError::Deadline { .. } => true,
+            ObjectError::Corrupt { .. } => false,
+            ObjectError::Read { source, .. } => source.is_retryable(),
+            ObjectError::Put { source, .. } => source.is_retryable(),
+            ObjectError::Checkpoint { source, .. } => source.is_retryable(),
+        }
+    }
+
+    /// A short name for log fields and reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ObjectError::LeaseHeld { .. } => "lease_held",
+            ObjectError::Corrupt { .. } => "corrupt",
+            ObjectError::Read { .. } => "read",
+            ObjectError::Put { source, .. } if source.is_ambiguous() => "put_outcome_unknown",
+            ObjectError::Put { .. } => "put",
+            ObjectError::Deadline { .. } => "deadline",
+            ObjectError::Checkpoint { .. } => "checkpoint",
+        }
+    }
+
+    pub fn key(&self) -> &str {
+        match self {
+            ObjectError::LeaseHeld { key, .. }
+            | ObjectError::Corrupt { key, .. }
+            | ObjectError::Read { key, .. }
+            | ObjectError::Put { key, .. }
+            | ObjectError::Deadline { key }
+            | ObjectError::Checkpoint { key, .. } => key,
+        }
+    }
+}

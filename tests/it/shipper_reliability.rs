@@ -1,0 +1,253 @@
+//! Failures between a successful put and its record, partial acceptance,
+//! ambiguous keys and the deadline mid-object: each ends exactly once.
+
+use crate::rig::*;
+use logdrop::aws::{logs::CloudWatchLogs, s3::S3};
+use logdrop::core::batch::Batch;
+use logdrop::ports::{CheckpointStore, LogSink, PortError, Precondition, Rejected};
+use logdrop::shipper::Shipper;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// S3 as the checkpoint store, failing the listed `save` calls (1-based) as
+/// transient errors without writing.
+struct FailingSaves {
+    inner: S3,
+    fail: std::ops::RangeInclusive<u64>,
+    saves: AtomicU64,
+}
+
+impl CheckpointStore for FailingSaves {
+    async fn load(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>, PortError> {
+        self.inner.load(bucket, key).await
+    }
+
+    async fn save(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        cond: Precondition,
+    ) -> Result<String, PortError> {
+        let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
+        if self.fail.contains(&n) {
+            return Err(PortError::Transient("injected checkpoint failure".into()));
+        }
+        self.inner.save(bucket, key, body, cond).await
+    }
+}
+
+#[tokio::test]
+async fn a_checkpoint_write_failing_after_a_put_does_not_send_it_again() {
+    let rig = Rig::new("cp-fails").await;
+    let file = "localhost_access_log.2026-11-24.txt";
+    let content = logdrop::generate::access_log(3 << 20, 11, hours_ago(2));
+    let key = rig.upload_chunk(file, &content, 0, content.len()).await;
+    let event = rig.s3_event(std::slice::from_ref(&key));
+    // Save 1 takes the lease; every try of the progress write after the first
+    // batch fails (saves 2 to 6); the release write (save 7) succeeds.
+    let store = FailingSaves {
+        inner: rig.s3.clone(),
+        fail: 2..=6,
+        saves: AtomicU64::new(0),
+    };
+    let shipper = Shipper::new(rig.s3.clone(), store, rig.logs.clone(), rig.config(&[]));
+    let err = shipper
+        .handle(&event, &inv("cp1"))
+        .await
+        .expect_err("progress write fails");
+    assert!(
+        err.to_string().contains("injected checkpoint failure"),
+        "{err}"
+    );
+    assert_eq!(err.error_type(), "Retryable");
+    assert_eq!(shipper.checkpoints.saves.load(Ordering::SeqCst), 7);
+    // The release write recorded the delivered batch and dropped the lease.
+    let state = &rig.checkpoint().await.files[file]["0"];
+    assert!(
+        !state.shipped.is_empty() && state.leases.is_empty(),
+        "{state:?}"
+    );
+    rig.shipper()
+        .handle(&event, &inv("cp2"))
+        .await
+        .expect("retry");
+    let got = rig.events(&rig.stream("localhost_access_log")).await;
+    let want = expected_events(file, &content);
+    assert_eq!(got.len(), want.len(), "no batch sent twice");
+    assert!(got == want);
+}
+
+/// CloudWatch Logs that refuses the first `too_old` events of call `on` as
+/// too old (storing the rest, as the service does) and fails every call
+/// after it for good.
+struct RejectingSink {
+    inner: CloudWatchLogs,
+    on: u64,
+    too_old: usize,
+    calls: AtomicU64,
+}
+
+impl LogSink for RejectingSink {
+    async fn put(&self, group: &str, stream: &str, batch: &Batch) -> Result<Rejected, PortError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        if n > self.on {
+            return Err(PortError::Permanent("injected refusal".into()));
+        }
+        if n < self.on {
+            return self.inner.put(group, stream, batch).await;
+        }
+        let kept = logdrop::core::batch::batches_of(
+            batch
+                .events()
+                .skip(self.too_old)
+                .map(|e| (e.timestamp, e.message, e.source)),
+        );
+        for b in &kept {
+            self.inner.put(group, stream, b).await?;
+        }
+        Ok(Rejected {
+            too_old_end: Some(self.too_old),
+            ..Rejected::default()
+        })
+    }
+
+    async fn create_group(&self, group: &str, days: Option<u32>) -> Result<(), PortError> {
+        self.inner.create_group(group, days).await
+    }
+
+    async fn create_stream(&self, group: &str, stream: &str) -> Result<(), PortError> {
+        self.inner.create_stream(group, stream).await
+    }
+}
+
+#[tokio::test]
+async fn partial_acceptance_then_a_failed_restamp_records_what_was_stored() {
+    let rig = Rig::new("partial").await;
+    let file = "localhost_access_log.2026-11-24.txt";
+    let content = logdrop::generate::access_log(3 << 20, 12, hours_ago(2));
+    let key = rig.upload_chunk(file, &content, 0, content.len()).await;
+    let event = rig.s3_event(std::slice::from_ref(&key));
+    let sink = RejectingSink {
+        inner: rig.logs.clone(),
+        on: 2,
+        too_old: 5,
+        calls: AtomicU64::new(0),
+    };
+    let shipper = Shipper::new(rig.s3.clone(), rig.s3.clone(), sink, rig.config(&[]));
+    let err = shipper
+        .handle(&event, &inv("p1"))
+        .await
+        .expect_err("the re-stamp fails");
+    assert!(err.to_string().contains("injected refusal"), "{err}");
+    rig.shipper()
+        .handle(&event, &inv("p2"))
+        .await
+        .expect("retry");
+    let got = rig.events(&rig.stream("localhost_access_log")).await;
+    let want = expected_events(file, &content);
+    // The 5 refused events come with the retry; the accepted ones only once.
+    assert_eq!(got.len(), want.len(), "nothing stored twice");
+    let (mut g, mut w) = (got, want);
+    g.sort();
+    w.sort();
+    assert!(g == w);
+}
+
+#[tokio::test]
+async fn eventbridge_key_of_a_file_literally_named_with_an_escape_is_found() {
+    let rig = Rig::new("eb-literal").await;
+    // The file's name holds `%20` itself: its key holds `%2520`, which also
+    // decodes to the valid key of a file `app x.log` that does not exist.
+    let file = "app%20x.log";
+    let content = b"first\n  continued\nsecond\n".to_vec();
+    let key = rig.upload_chunk(file, &content, 0, content.len()).await;
+    assert!(key.contains("app%2520x.log"), "{key}");
+    let shipper = rig.shipper();
+    for (id, k) in [("plain", key.clone()), ("encoded", form_encode(&key))] {
+        let r = shipper
+            .handle(&rig.eventbridge_event(&k), &inv(id))
+            .await
+            .expect(id)
+            .to_json();
+        let result = &r["records"][0]["objects"][0]["result"];
+        assert!(
+            result == "shipped" || result == "already_shipped",
+            "{id}: {r}"
+        );
+    }
+    let got: Vec<String> = rig
+        .events(&rig.stream("app%20x"))
+        .await
+        .into_iter()
+        .map(|e| e.1)
+        .collect();
+    assert_eq!(got, ["first\n  continued", "second"]);
+}
+
+/// Passes calls through, but holds call `hold_on` until the invocation is
+/// inside its deadline margin, so the deadline arrives mid-object.
+struct SlowSink {
+    inner: CloudWatchLogs,
+    hold_on: u64,
+    until_ms: i64,
+    calls: AtomicU64,
+}
+
+impl LogSink for SlowSink {
+    async fn put(&self, group: &str, stream: &str, batch: &Batch) -> Result<Rejected, PortError> {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst) + 1;
+        let r = self.inner.put(group, stream, batch).await;
+        if n == self.hold_on {
+            // Waiting on the clock itself, the condition under test.
+            while chrono::Utc::now().timestamp_millis() <= self.until_ms {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        r
+    }
+
+    async fn create_group(&self, group: &str, days: Option<u32>) -> Result<(), PortError> {
+        self.inner.create_group(group, days).await
+    }
+
+    async fn create_stream(&self, group: &str, stream: &str) -> Result<(), PortError> {
+        self.inner.create_stream(group, stream).await
+    }
+}
+
+#[tokio::test]
+async fn the_deadline_arriving_mid_object_saves_progress_and_the_retry_completes() {
+    let rig = Rig::new("mid-deadline").await;
+    let file = "localhost_access_log.2026-11-24.txt";
+    let content = logdrop::generate::access_log(4 << 20, 13, hours_ago(2));
+    let key = rig.upload_chunk(file, &content, 0, content.len()).await;
+    let event = rig.s3_event(std::slice::from_ref(&key));
+    let deadline_ms = chrono::Utc::now().timestamp_millis() + 4_000;
+    // A 4 s invocation keeps its last fifth (800 ms) for the checkpoint.
+    let sink = SlowSink {
+        inner: rig.logs.clone(),
+        hold_on: 2,
+        until_ms: deadline_ms - 800,
+        calls: AtomicU64::new(0),
+    };
+    let shipper = Shipper::new(rig.s3.clone(), rig.s3.clone(), sink, rig.config(&[]));
+    let short = logdrop::shipper::Invocation {
+        request_id: "short".into(),
+        deadline_ms,
+    };
+    let err = shipper.handle(&event, &short).await.expect_err("deadline");
+    assert!(err.to_string().contains("deadline"), "{err}");
+    assert_eq!(err.error_type(), "Retryable");
+    let state = &rig.checkpoint().await.files[file]["0"];
+    assert!(state.leases.is_empty(), "released: {state:?}");
+    assert!(!state.shipped.covers(0, content.len() as u64));
+    rig.shipper()
+        .handle(&event, &inv("after"))
+        .await
+        .expect("retry");
+    let got = rig.events(&rig.stream("localhost_access_log")).await;
+    assert!(
+        got == expected_events(file, &content),
+        "exactly once, in order"
+    );
+}

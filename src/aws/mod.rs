@@ -1,5 +1,7 @@
 //! Adapters from the ports to the AWS SDK. SDK types stop here.
 
+pub mod checkpoint_store;
+pub mod dynamodb;
 pub mod logs;
 pub mod retry;
 pub mod s3;

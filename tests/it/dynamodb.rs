@@ -3,6 +3,7 @@
 //! checkpoints (the shared create/replace/conflict cases are in
 //! `checkpoint_conformance`).
 
+use crate::checkpoint_conformance::Atomic;
 use crate::moto::moto;
 use crate::rig::*;
 use aws_sdk_dynamodb::types::{
@@ -11,6 +12,8 @@ use aws_sdk_dynamodb::types::{
 };
 use logdrop::aws::checkpoint_store::AnyCheckpointStore;
 use logdrop::aws::dynamodb::{DynamoDb, MAX_ITEM_BYTES, TableConfig};
+use logdrop::aws::logs::CloudWatchLogs;
+use logdrop::aws::s3::S3;
 use logdrop::config::Env;
 use logdrop::core::checkpoint::Checkpoint;
 use logdrop::core::keys::TaskRef;
@@ -190,16 +193,23 @@ async fn the_table_variable_selects_the_store() {
     assert_eq!(err.var, "LOGDROP_CHECKPOINT_TABLE");
 }
 
-fn shipper_on(
+/// Shippers sharing one DynamoDB table, as concurrent invocations do.
+fn shippers_on(
     rig: &Rig,
     store: &DynamoDb,
-) -> Shipper<logdrop::aws::s3::S3, AnyCheckpointStore, logdrop::aws::logs::CloudWatchLogs> {
-    Shipper::new(
-        rig.s3.clone(),
-        AnyCheckpointStore::DynamoDb(store.clone()),
-        rig.logs.clone(),
-        rig.config(&[]),
-    )
+    n: usize,
+) -> Vec<Shipper<S3, Atomic<AnyCheckpointStore>, CloudWatchLogs>> {
+    let shared = Atomic::new(AnyCheckpointStore::DynamoDb(store.clone()));
+    (0..n)
+        .map(|_| {
+            Shipper::new(
+                rig.s3.clone(),
+                shared.clone(),
+                rig.logs.clone(),
+                rig.config(&[]),
+            )
+        })
+        .collect()
 }
 
 async fn checkpoint_in(rig: &Rig, store: &DynamoDb) -> Checkpoint {
@@ -223,7 +233,8 @@ async fn same_object_delivered_twice_at_once_lands_once_with_dynamodb() {
     let content = logdrop::generate::access_log(2 << 20, 11, hours_ago(2));
     let key = rig.upload_chunk(file, &content, 0, content.len()).await;
     let event = rig.s3_event(std::slice::from_ref(&key));
-    let (a, b) = (shipper_on(&rig, &store), shipper_on(&rig, &store));
+    let shippers = shippers_on(&rig, &store, 3);
+    let (a, b) = (&shippers[0], &shippers[1]);
     let (ia, ib) = (inv("ddb-a"), inv("ddb-b"));
     let (ra, rb) = tokio::join!(a.handle(&event, &ia), b.handle(&event, &ib));
     let failed: Vec<_> = [&ra, &rb].into_iter().filter(|r| r.is_err()).collect();
@@ -232,7 +243,7 @@ async fn same_object_delivered_twice_at_once_lands_once_with_dynamodb() {
         let e = f.as_ref().unwrap_err();
         assert!(e.to_string().contains("holds a lease"), "{e}");
     }
-    let retry = shipper_on(&rig, &store)
+    let retry = shippers[2]
         .handle(&event, &inv("ddb-retry"))
         .await
         .expect("retry");
@@ -271,7 +282,7 @@ async fn concurrent_invocations_on_chunks_of_one_task_with_dynamodb() {
     for (a, b) in chunk_bounds(file, &content, 4) {
         keys.push(rig.upload_chunk(file, &content, a, b).await);
     }
-    let shippers: Vec<_> = (0..keys.len()).map(|_| shipper_on(&rig, &store)).collect();
+    let shippers = shippers_on(&rig, &store, keys.len());
     let events: Vec<_> = keys
         .iter()
         .map(|k| rig.s3_event(std::slice::from_ref(k)))

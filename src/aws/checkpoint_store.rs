@@ -17,10 +17,15 @@ impl AnyCheckpointStore {
     /// Chooses the store from `LOGDROP_CHECKPOINT_TABLE`; a bad value is an
     /// error naming its variable.
     pub fn from_env(env: &Env, sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
-        Ok(match TableConfig::from_env(env)? {
-            Some(table) => AnyCheckpointStore::DynamoDb(DynamoDb::new(sdk, &table)),
+        Ok(Self::new(sdk, TableConfig::from_env(env)?.as_ref()))
+    }
+
+    /// For a configuration parsed earlier (`TableConfig::from_env` at start-up).
+    pub fn new(sdk: &aws_config::SdkConfig, table: Option<&TableConfig>) -> Self {
+        match table {
+            Some(table) => AnyCheckpointStore::DynamoDb(DynamoDb::new(sdk, table)),
             None => AnyCheckpointStore::S3(S3::new(sdk)),
-        })
+        }
     }
 
     /// For the start-up log line.

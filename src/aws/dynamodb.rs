@@ -28,7 +28,7 @@ use std::time::Duration;
 
 /// The table's partition key attribute.
 pub const PK: &str = "pk";
-/// The document's JSON bytes.
+/// The document: its JSON as a string (binary only if a body is not UTF-8).
 pub const DOC: &str = "doc";
 /// The token a conditional write compares.
 pub const VERSION: &str = "version";

@@ -1,8 +1,11 @@
 //! Adapters from the ports to the AWS SDK. SDK types stop here.
 
+pub mod checkpoint_store;
+pub mod dynamodb;
 pub mod logs;
 pub mod retry;
 pub mod s3;
+pub mod sqs;
 pub mod timeouts;
 
 /// Shared SDK configuration: region, credentials and endpoint from the

@@ -23,6 +23,17 @@ pub fn shipper() -> TimeoutConfig {
         .build()
 }
 
+/// An SQS long poll of `wait_seconds`: each attempt may take that long plus
+/// the usual allowance; a receive that never answers still ends.
+pub fn long_poll(wait_seconds: i32) -> TimeoutConfig {
+    let wait = Duration::from_secs(u64::try_from(wait_seconds).unwrap_or(0));
+    TimeoutConfig::builder()
+        .connect_timeout(CONNECT)
+        .operation_attempt_timeout(wait + ATTEMPT)
+        .operation_timeout(wait + 3 * ATTEMPT)
+        .build()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,5 +45,14 @@ mod tests {
         assert!(t.operation_timeout().is_some_and(|o| o < margin));
         assert!(t.operation_attempt_timeout().is_some_and(|a| a < margin));
         assert_eq!(t.connect_timeout(), Some(CONNECT));
+    }
+
+    #[test]
+    fn a_long_poll_outlasts_its_wait() {
+        let t = long_poll(20);
+        assert!(
+            t.operation_attempt_timeout()
+                .is_some_and(|a| a > Duration::from_secs(20))
+        );
     }
 }

@@ -3,10 +3,10 @@
 //! to consume an SQS queue with it.
 
 use lambda_runtime::{LambdaEvent, service_fn};
+use logdrop::aws::sqs::Sqs;
 use logdrop::aws::{logs::CloudWatchLogs, s3::S3, shipper_sdk_config};
 use logdrop::config::Env;
 use logdrop::shipper::poll::{self, PollOptions};
-use logdrop::shipper::sqs::Sqs;
 use logdrop::shipper::{Config, HandlerError, Invocation, Shipper};
 use serde_json::Value;
 use std::process::ExitCode;
@@ -83,7 +83,8 @@ async fn main() -> ExitCode {
         Command::Invoke(file) => invoke_once(&shipper, &file).await,
         Command::Serve => serve(&shipper).await,
         Command::Poll(options) => {
-            poll_queue(&shipper, &Sqs::new(&sdk, &options.queue_url), &options).await
+            let queue = Sqs::new(&sdk, &options.queue_url, options.wait_seconds);
+            poll_queue(&shipper, &queue, &options).await
         }
     }
 }

@@ -10,7 +10,6 @@ pub mod pipeline;
 pub mod poll;
 pub mod pump;
 pub mod sink;
-pub mod sqs;
 pub mod trigger;
 
 pub use config::Config;

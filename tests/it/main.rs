@@ -1,6 +1,8 @@
 //! Integration tests: the real binaries' code against moto's server through
 //! the real AWS SDK clients.
 
+mod checkpoint_conformance;
+mod dynamodb;
 mod faults;
 mod image;
 mod lambda_logs;

@@ -1,6 +1,4 @@
-//! The SQS adapter of `poll::Queue`. (It sits here rather than in
-//! `crate::aws` only to keep this change out of files other work touches;
-//! SDK types stay in this file.)
+//! The SQS adapter of `poll::Queue`. SDK types stay in this file.
 
 use crate::shipper::poll::{Message, Queue, QueueError};
 use aws_sdk_sqs::Client;
@@ -20,9 +18,14 @@ pub struct Sqs {
 }
 
 impl Sqs {
-    pub fn new(sdk: &aws_config::SdkConfig, queue_url: &str) -> Self {
+    /// `wait_seconds` is the long poll's length: an attempt must outlast it,
+    /// so the shipper's short attempt timeout is replaced here.
+    pub fn new(sdk: &aws_config::SdkConfig, queue_url: &str, wait_seconds: i32) -> Self {
+        let conf = aws_sdk_sqs::config::Builder::from(sdk)
+            .timeout_config(crate::aws::timeouts::long_poll(wait_seconds))
+            .build();
         Sqs {
-            client: Client::new(sdk),
+            client: Client::from_conf(conf),
             queue_url: queue_url.to_string(),
         }
     }

@@ -2,7 +2,9 @@
 //! chunks cut at event boundaries, remembering its offsets on disk.
 //!
 //! `Sidecar` loops over the followed files (`followed::Followed`, one per
-//! name); `run` takes the shutdown future, so the binary only wires.
+//! name); `run` takes the shutdown future, so the binary only wires. Layout 1
+//! ships each file's chunks alone (`ship`), layout 2 a task segment per flush
+//! (`segment`).
 
 pub mod chunk;
 pub mod config;
@@ -11,19 +13,21 @@ pub mod fingerprint;
 pub mod followed;
 pub mod identity;
 pub mod prune;
+mod segment;
 mod ship;
 pub mod state;
 pub mod tail;
 pub mod upload;
 
 pub use chunk::Mode;
-pub use config::Config;
+pub use config::{Config, Layout};
 pub use error::{Progress, SidecarError, Totals};
 
 use crate::ports::ObjectStore;
 use followed::Followed;
+use segment::Segments;
 use ship::{Ctx, note_failure, open_file_budget, ship};
-use state::{FileRecord, StateDir, TaskDoc};
+use state::{FileRecord, SegmentDoc, StateDir, TaskDoc};
 use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::time::Instant;
@@ -32,6 +36,8 @@ use tail::{Change, Restore, Scan};
 pub struct Sidecar<S> {
     ctx: Ctx<S>,
     state: StateDir,
+    /// Layout 2: the next segment's number and the one in flight.
+    segment: SegmentDoc,
     followed: BTreeMap<String, Followed>,
     /// Finished generations of names not followed now, so a reappearing name never reuses one.
     retired: BTreeMap<String, FileRecord>,
@@ -51,17 +57,19 @@ impl<S: ObjectStore> Sidecar<S> {
         task_id: String,
     ) -> Result<Self, SidecarError> {
         let mut state = StateDir::new(&config.state_dir);
-        let records = match state.load()? {
-            Some(s) if s.task.cluster == cluster && s.task.task_id == task_id => s.files,
+        let (records, segment) = match state.load()? {
+            Some(s) if s.task.cluster == cluster && s.task.task_id == task_id => {
+                (s.files, s.segment)
+            }
             Some(s) => {
                 tracing::warn!(
                     saved_task = s.task.task_id,
                     "state belongs to another task; starting afresh"
                 );
                 state.reset()?;
-                BTreeMap::new()
+                (BTreeMap::new(), SegmentDoc::default())
             }
-            None => BTreeMap::new(),
+            None => (BTreeMap::new(), SegmentDoc::default()),
         };
         let task = TaskDoc {
             version: state::STATE_VERSION,
@@ -85,6 +93,7 @@ impl<S: ObjectStore> Sidecar<S> {
                 limits: None,
             },
             state,
+            segment,
             followed: BTreeMap::new(),
             retired: BTreeMap::new(),
             noted: BTreeSet::new(),
@@ -189,6 +198,21 @@ impl<S: ObjectStore> Sidecar<S> {
         let scan = self.scan()?;
         self.note_skipped(&scan);
         let before = self.ctx.totals.bytes;
+        let v2 = self.ctx.config.layout == Layout::V2;
+        if v2 {
+            // The recorded segment goes first, before any file is cut again.
+            let mut seg = Segments {
+                doc: &mut self.segment,
+                state: &mut self.state,
+                max_open: self.max_open,
+            };
+            for (name, change) in segment::redo(&mut self.ctx, &mut seg, &mut self.followed).await?
+            {
+                if let Some(f) = self.followed.remove(&name) {
+                    self.finish(f, change)?;
+                }
+            }
+        }
         let dir = self.ctx.config.log_dir.clone();
         let mut open = self.followed.values().filter(|f| f.is_open()).count();
         let mut ended = Vec::new();
@@ -204,7 +228,14 @@ impl<S: ObjectStore> Sidecar<S> {
                 }
                 Ok(change @ (Change::Deleted | Change::Replaced)) => {
                     // The open handle still reads the old file: finish it first.
-                    if f.is_open() {
+                    if f.is_open() && v2 {
+                        let mut seg = Segments {
+                            doc: &mut self.segment,
+                            state: &mut self.state,
+                            max_open: self.max_open,
+                        };
+                        segment::ship_task(&mut self.ctx, &mut seg, &mut [f], Mode::Drain).await?;
+                    } else if f.is_open() {
                         ship(&mut self.ctx, &mut self.state, f, Mode::Drain).await?;
                     }
                     ended.push((f.name().to_string(), change));
@@ -237,7 +268,16 @@ impl<S: ObjectStore> Sidecar<S> {
                 .insert(s.name.clone(), Followed::new(s, generation));
         }
         let mut left = false;
-        for f in self.followed.values_mut() {
+        if v2 {
+            let mut seg = Segments {
+                doc: &mut self.segment,
+                state: &mut self.state,
+                max_open: self.max_open,
+            };
+            let mut files: Vec<&mut Followed> = self.followed.values_mut().collect();
+            left = segment::ship_task(&mut self.ctx, &mut seg, &mut files, mode).await?;
+        }
+        for f in self.followed.values_mut().filter(|_| !v2) {
             if f.failing.is_some() {
                 left = true;
                 continue;

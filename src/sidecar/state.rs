@@ -6,7 +6,10 @@
 //! ```text
 //! <state dir>/task.json                 {"version":2,"cluster":..,"task_id":..}
 //! <state dir>/files/<hash of name>.json {"version":2,"name":..,"generation":..,..}
+//! <state dir>/segment.json              {"version":2,"next_seq":..,"uploading":{..}}
 //! ```
+//! `segment.json` (layout 2) holds the next segment's number and the segment
+//! being uploaded; a state without it (written before layout 2) starts at 0.
 //! A version 1 `state.json` (one document for every file) is read once and
 //! rewritten as version 2 records.
 
@@ -20,6 +23,46 @@ pub const STATE_VERSION: u32 = 2;
 const TASK_FILE: &str = "task.json";
 const FILES_DIR: &str = "files";
 const V1_FILE: &str = "state.json";
+const SEGMENT_FILE: &str = "segment.json";
+
+/// Layout 2's task-level record: one write per segment, its size O(parts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentDoc {
+    pub version: u32,
+    /// The number the next segment key takes.
+    pub next_seq: u64,
+    /// The segment being uploaded, recorded before the upload starts: it is
+    /// uploaded again, same key and bytes, before anything new is cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploading: Option<SegmentIntent>,
+}
+
+impl Default for SegmentDoc {
+    fn default() -> Self {
+        SegmentDoc {
+            version: STATE_VERSION,
+            next_seq: 0,
+            uploading: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentIntent {
+    pub seq: u64,
+    /// The parts' gzip level: a re-upload after a restart with another level writes the same bytes.
+    pub gzip_level: u32,
+    pub parts: Vec<PartRange>,
+}
+
+/// One file range of a recorded segment, in manifest order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRange {
+    pub file: String,
+    pub generation: u64,
+    pub start: u64,
+    pub end: u64,
+}
 
 /// Which task the records belong to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +130,7 @@ pub enum StateError {
 pub struct Saved {
     pub task: TaskDoc,
     pub files: BTreeMap<String, FileRecord>,
+    pub segment: SegmentDoc,
 }
 
 pub struct StateDir {
@@ -104,6 +148,12 @@ pub(crate) fn record_tmp(state_dir: &Path, name: &str) -> PathBuf {
     state_dir
         .join(FILES_DIR)
         .join(format!("{}.tmp", record_file(name)))
+}
+
+/// The temporary file the segment record is written through.
+#[cfg(test)]
+pub(crate) fn segment_tmp(state_dir: &Path) -> PathBuf {
+    state_dir.join(format!("{SEGMENT_FILE}.tmp"))
 }
 
 fn record_file(name: &str) -> String {
@@ -160,12 +210,24 @@ impl StateDir {
         }
         // A v1 file left by a crash during its migration: the v2 records won.
         let _ = std::fs::remove_file(&v1_path);
+        let seg_path = self.dir.join(SEGMENT_FILE);
+        let segment = Self::read_json::<SegmentDoc>(&seg_path)?.unwrap_or_default();
+        if segment.version != STATE_VERSION {
+            return Err(StateError::Invalid {
+                path: seg_path,
+                detail: format!("version {}", segment.version),
+            });
+        }
         let mut files = BTreeMap::new();
         let dir = self.dir.join(FILES_DIR);
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Some(Saved { task, files }));
+                return Ok(Some(Saved {
+                    task,
+                    files,
+                    segment,
+                }));
             }
             Err(e) => return Err(Self::io(&dir, e)),
         };
@@ -185,7 +247,11 @@ impl StateDir {
             }
             files.insert(rec.name.clone(), rec);
         }
-        Ok(Some(Saved { task, files }))
+        Ok(Some(Saved {
+            task,
+            files,
+            segment,
+        }))
     }
 
     fn migrate_v1(&mut self, v1_path: &Path) -> Result<Option<Saved>, StateError> {
@@ -229,11 +295,21 @@ impl StateDir {
         self.save_task(&task)?;
         std::fs::remove_file(v1_path).map_err(|e| Self::io(v1_path, e))?;
         tracing::info!(path = %v1_path.display(), files = files.len(), "converted version 1 state to version 2");
-        Ok(Some(Saved { task, files }))
+        Ok(Some(Saved {
+            task,
+            files,
+            segment: SegmentDoc::default(),
+        }))
     }
 
     /// Forgets every record (state of another task).
     pub fn reset(&mut self) -> Result<(), StateError> {
+        let seg = self.dir.join(SEGMENT_FILE);
+        match std::fs::remove_file(&seg) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Self::io(&seg, e)),
+        }
         let dir = self.dir.join(FILES_DIR);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -263,6 +339,13 @@ impl StateDir {
         self.write_pending_task()?;
         let dir = self.dir.join(FILES_DIR);
         self.write_atomic(&dir, &record_file(&rec.name), rec)
+    }
+
+    /// Writes the segment record; the cost is its parts', not the followed files'.
+    pub fn save_segment(&mut self, doc: &SegmentDoc) -> Result<(), StateError> {
+        self.write_pending_task()?;
+        let dir = self.dir.clone();
+        self.write_atomic(&dir, SEGMENT_FILE, doc)
     }
 
     fn write_atomic<T: Serialize>(
@@ -330,7 +413,51 @@ mod tests {
         sd.save_file(&record()).unwrap();
         let mut files = BTreeMap::new();
         files.insert(record().name, record());
-        assert_eq!(sd.load().unwrap(), Some(Saved { task, files }));
+        // Written before layout 2: no segment record, segment numbers start at 0.
+        assert_eq!(
+            sd.load().unwrap(),
+            Some(Saved {
+                task: task.clone(),
+                files: files.clone(),
+                segment: SegmentDoc::default(),
+            })
+        );
+        let segment = SegmentDoc {
+            version: 2,
+            next_seq: 41,
+            uploading: Some(SegmentIntent {
+                seq: 41,
+                gzip_level: 1,
+                parts: vec![
+                    PartRange {
+                        file: "catalina.2026-11-24.log".into(),
+                        generation: 1,
+                        start: 6080,
+                        end: 7000,
+                    },
+                    PartRange {
+                        file: "localhost_access_log.2026-11-24.txt".into(),
+                        generation: 0,
+                        start: 0,
+                        end: 512,
+                    },
+                ],
+            }),
+        };
+        sd.save_segment(&segment).unwrap();
+        assert_eq!(
+            sd.load().unwrap(),
+            Some(Saved {
+                task,
+                files,
+                segment: segment.clone(),
+            })
+        );
+        let seg_golden = include_str!("../../tests/fixtures/sidecar_state_v2_segment.json");
+        assert_eq!(
+            std::fs::read_to_string(sd.path().join(SEGMENT_FILE)).unwrap(),
+            seg_golden.trim_end()
+        );
         let golden = include_str!("../../tests/fixtures/sidecar_state_v2_file.json");
         let path = sd
             .path()

@@ -5,6 +5,7 @@
 use super::*;
 use crate::config::Env;
 use crate::core::keys::ChunkKey;
+use crate::core::segment::{HeadReader, Manifest, PartSplitter, SegmentError, SegmentKey};
 use crate::memory::MemoryStore;
 use crate::ports::PortError;
 use std::io::{Read, Write};
@@ -47,27 +48,50 @@ impl Recording {
         self.puts.lock().unwrap().clone()
     }
 
+    /// Every file range uploaded, v1 chunk or segment part, with its bytes;
+    /// a key uploaded twice counts once.
+    fn ranges(&self) -> Vec<(ChunkKey, Vec<u8>)> {
+        let mut keys = self.keys();
+        keys.sort();
+        keys.dedup();
+        let mut out = Vec::new();
+        for key in keys {
+            let body = self.store.body("b", &key).unwrap();
+            if let Ok(seg) = SegmentKey::parse(&key, "logs") {
+                let (manifest, plain) = decode_segment(&body);
+                for (p, bytes) in manifest.parts.iter().zip(plain) {
+                    assert_eq!(bytes.len() as u64, p.end - p.start, "{key}: part length");
+                    out.push((p.chunk_key(&seg), bytes));
+                }
+            } else {
+                let k = ChunkKey::parse(&key, "logs").unwrap();
+                let mut plain = Vec::new();
+                flate2::read::GzDecoder::new(&body[..])
+                    .read_to_end(&mut plain)
+                    .unwrap();
+                out.push((k, plain));
+            }
+        }
+        out
+    }
+
     /// The chunks of (file, generation) must tile `content` without gap or overlap.
     fn assert_tiles(&self, file: &str, generation: u64, content: &[u8]) {
-        let mut keys: Vec<ChunkKey> = self
-            .keys()
-            .iter()
-            .map(|k| ChunkKey::parse(k, "logs").unwrap())
-            .filter(|k| k.file == file && k.generation == generation)
+        let mut ranges: Vec<(ChunkKey, Vec<u8>)> = self
+            .ranges()
+            .into_iter()
+            .filter(|(k, _)| k.file == file && k.generation == generation)
             .collect();
-        keys.sort_by_key(|k| (k.start, k.end));
-        keys.dedup();
+        ranges.sort_by_key(|(k, _)| (k.start, k.end));
+        ranges.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         let mut at = 0;
         let mut joined = Vec::new();
-        for k in keys {
+        for (k, bytes) in ranges {
             assert_eq!(
                 k.start, at,
                 "{file} gen {generation}: gap or overlap at {at}"
             );
-            let body = self.store.body("b", &k.to_string()).unwrap();
-            flate2::read::GzDecoder::new(&body[..])
-                .read_to_end(&mut joined)
-                .unwrap();
+            joined.extend_from_slice(&bytes);
             at = k.end;
         }
         assert!(
@@ -75,6 +99,31 @@ impl Recording {
             "{file} gen {generation}: chunks do not rejoin"
         );
     }
+}
+
+/// A segment body read as the shipper does: manifest, then each part's bytes.
+fn decode_segment(body: &[u8]) -> (Manifest, Vec<Vec<u8>>) {
+    let (manifest, rest) = HeadReader::default().push(body).unwrap().unwrap();
+    let mut gz = vec![Vec::new(); manifest.parts.len()];
+    let mut split = PartSplitter::new(&manifest);
+    split
+        .split(&rest, |i, b| -> Result<(), SegmentError> {
+            gz[i].extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+    split.finish().unwrap();
+    let plain = gz
+        .iter()
+        .map(|g| {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&g[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        })
+        .collect();
+    (manifest, plain)
 }
 
 fn config(dir: &Path, extra: &[(&str, &str)]) -> Config {
@@ -251,33 +300,39 @@ async fn pruning_spares_the_newest_file_of_a_series_and_can_be_off() {
 
 #[tokio::test]
 async fn nothing_is_uploaded_while_the_state_cannot_be_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Recording::default();
-    let name = "catalina.2026-11-24.log";
-    let path = dir.path().join(name);
-    let a = juli(3, "a");
-    append(&path, &a);
-    let config = config(dir.path(), &[]);
-    let tmp = state::record_tmp(&config.state_dir, name);
-    let mut s = sidecar(&store, config).await;
-    s.pass(Mode::Drain).await.unwrap();
-    let puts = store.keys().len();
-    // A full disk: writing the record fails with ENOSPC.
-    std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
-    let b = juli(2, "b");
-    append(&path, &b);
-    for _ in 0..2 {
-        let e = s.pass(Mode::Drain).await.unwrap_err();
-        assert!(e.to_string().contains(&tmp.display().to_string()), "{e}");
+    for layout in ["1", "2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Recording::default();
+        let name = "catalina.2026-11-24.log";
+        let path = dir.path().join(name);
+        let a = juli(3, "a");
+        append(&path, &a);
+        let config = config(dir.path(), &[("LOGDROP_LAYOUT", layout)]);
+        // The intent's record: the file's in layout 1, the segment's in layout 2.
+        let tmp = match layout {
+            "1" => state::record_tmp(&config.state_dir, name),
+            _ => state::segment_tmp(&config.state_dir),
+        };
+        let mut s = sidecar(&store, config).await;
+        s.pass(Mode::Drain).await.unwrap();
+        let puts = store.keys().len();
+        // A full disk: writing the record fails with ENOSPC.
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let b = juli(2, "b");
+        append(&path, &b);
+        for _ in 0..2 {
+            let e = s.pass(Mode::Drain).await.unwrap_err();
+            assert!(e.to_string().contains(&tmp.display().to_string()), "{e}");
+        }
+        assert_eq!(
+            store.keys().len(),
+            puts,
+            "layout {layout}: uploaded without a recorded intent"
+        );
+        std::fs::remove_file(&tmp).unwrap();
+        s.pass(Mode::Drain).await.unwrap();
+        store.assert_tiles(name, 0, &[a, b].concat());
     }
-    assert_eq!(
-        store.keys().len(),
-        puts,
-        "uploaded without a recorded intent"
-    );
-    std::fs::remove_file(&tmp).unwrap();
-    s.pass(Mode::Drain).await.unwrap();
-    store.assert_tiles(name, 0, &[a, b].concat());
 }
 
 #[tokio::test]

@@ -1,0 +1,438 @@
+//! Layout 2: all of a task's due bytes of one flush in one object, a "task
+//! segment" (`core::segment`). When any file is due every file with pending
+//! complete events is cut in the same pass, so a task pays one upload per
+//! flush however many files it writes.
+//!
+//! Crash rule, as for v1 chunks: the segment (number, every part's range,
+//! gzip level) is recorded before its upload; after a crash or a failed
+//! upload the same segment is uploaded again, same key and bytes, before
+//! anything new is cut; then each file's offset is recorded; then the intent
+//! is cleared and the number advanced.
+
+use crate::core::segment::{PartBody, SegmentKey, encode};
+use crate::ports::ObjectStore;
+use crate::sidecar::chunk::{Mode, Urgency, decide, find_cut, gzip_range};
+use crate::sidecar::error::SidecarError;
+use crate::sidecar::fingerprint::Fingerprint;
+use crate::sidecar::followed::Followed;
+use crate::sidecar::ship::{Ctx, note_failure};
+use crate::sidecar::state::{PartRange, SegmentDoc, SegmentIntent, StateDir};
+use crate::sidecar::tail::Change;
+use crate::sidecar::upload;
+use std::collections::BTreeMap;
+use std::io;
+use std::time::Instant;
+
+/// The segment record and the open-handle budget, beside the shared context.
+pub(crate) struct Segments<'a> {
+    pub doc: &'a mut SegmentDoc,
+    pub state: &'a mut StateDir,
+    pub max_open: usize,
+}
+
+/// A part cut and compressed, waiting for its segment to be uploaded.
+struct Cut {
+    file: usize,
+    body: PartBody,
+}
+
+/// Keeps open handles within the budget: a file closed here is reopened (and
+/// its identity checked) when it is next read.
+fn keep_budget(f: &mut Followed, open: &mut usize, was_open: bool, max: usize) {
+    *open = (*open + usize::from(f.is_open())).saturating_sub(usize::from(was_open));
+    if *open > max && f.is_open() {
+        f.close();
+        *open -= 1;
+    }
+}
+
+/// Cuts every file that has pending events when any of them is due, and
+/// uploads the cuts as segments of at most `chunk_bytes` uncompressed bytes.
+/// Returns whether unshipped bytes remain. A read error stays with its file.
+pub(crate) async fn ship_task<S: ObjectStore>(
+    ctx: &mut Ctx<S>,
+    seg: &mut Segments<'_>,
+    files: &mut [&mut Followed],
+    mode: Mode,
+) -> Result<bool, SidecarError> {
+    let mut left = false;
+    // First look: which files have pending bytes, and is any of them due?
+    let mut pending: Vec<(usize, Option<Urgency>)> = Vec::new();
+    for (i, f) in files.iter_mut().enumerate() {
+        if f.failing.is_some() {
+            left = true;
+            continue;
+        }
+        let len = match f.size() {
+            Ok(len) => ctx.limit(f, len),
+            Err(e) => {
+                note_failure(f, &e);
+                left = true;
+                continue;
+            }
+        };
+        let waiting = len.saturating_sub(f.record.offset);
+        if waiting == 0 && f.record.uploading.is_none() {
+            f.pending_since = None;
+            continue;
+        }
+        let age = f.pending_since.get_or_insert_with(Instant::now).elapsed();
+        // A range left over from a segment that could not be read again is overdue.
+        let own = match f.record.uploading {
+            Some(_) => Some(Urgency::Everything),
+            None => decide(mode, ctx.config.due(), age, waiting),
+        };
+        pending.push((i, own));
+    }
+    if pending.iter().all(|(_, own)| own.is_none()) {
+        return Ok(left || !pending.is_empty());
+    }
+    let mut open = files.iter().filter(|f| f.is_open()).count();
+    let mut cuts: Vec<Cut> = Vec::new();
+    let mut used = 0u64;
+    for (i, own) in pending {
+        let was_open = files[i].is_open();
+        // The others' flush is due: this file's complete events go too.
+        let mut urgency = own.unwrap_or(Urgency::WholeEvents);
+        let mut start = files[i].record.offset;
+        loop {
+            let f = &mut *files[i];
+            let next = match cut_one(ctx, f, start, urgency) {
+                Ok(n) => n,
+                Err(e) => {
+                    note_failure(f, &e);
+                    left = true;
+                    break;
+                }
+            };
+            let Some((body, available)) = next else {
+                // Held (following), or the file shrank under us (draining).
+                left |= mode == Mode::Follow;
+                break;
+            };
+            let size = body.end - body.start;
+            start = body.end;
+            f.pending_since = (start < available).then(Instant::now);
+            // A file that does not fit goes into the next segment, at once.
+            if used + size > ctx.config.chunk_bytes && !cuts.is_empty() {
+                upload_cuts(ctx, seg, files, std::mem::take(&mut cuts)).await?;
+                used = 0;
+            }
+            used += size;
+            cuts.push(Cut { file: i, body });
+            let f = &mut *files[i];
+            if start >= available {
+                break;
+            }
+            match decide(
+                mode,
+                ctx.config.due(),
+                std::time::Duration::ZERO,
+                available - start,
+            ) {
+                Some(u) => urgency = u,
+                None => {
+                    left = true;
+                    break;
+                }
+            }
+            if f.record.uploading.is_some() {
+                break; // that range was all; the rest waits for the next pass
+            }
+        }
+        keep_budget(&mut *files[i], &mut open, was_open, seg.max_open);
+    }
+    if !cuts.is_empty() {
+        upload_cuts(ctx, seg, files, cuts).await?;
+    }
+    Ok(left)
+}
+
+/// The next part of `f` from `start`, compressed, and the bytes available;
+/// `None` when nothing may be cut now.
+fn cut_one<S>(
+    ctx: &Ctx<S>,
+    f: &mut Followed,
+    start: u64,
+    urgency: Urgency,
+) -> io::Result<Option<(PartBody, u64)>> {
+    let dir = ctx.config.log_dir.clone();
+    let format = f.format;
+    let recorded = f.record.uploading.filter(|u| u.0 == start);
+    let len = match f.handle(&dir)? {
+        Some(h) => h.metadata()?.len(),
+        None => return Ok(None), // replaced since the look: the next pass finishes it
+    };
+    let available = ctx.limit(f, len);
+    let Some(h) = f.handle(&dir)? else {
+        return Ok(None);
+    };
+    let end = match recorded {
+        Some((_, end)) => Some(end),
+        None => find_cut(h, format, start, available, ctx.config.chunk_bytes, urgency)?,
+    };
+    let Some(end) = end else {
+        return Ok(None);
+    };
+    let gzip = gzip_range(h, start, end, ctx.config.gzip_level)?;
+    Ok(Some((
+        PartBody {
+            file: f.name().to_string(),
+            generation: f.record.generation,
+            start,
+            end,
+            gzip,
+        },
+        available.max(end),
+    )))
+}
+
+/// Records the segment, uploads it, records each file's offset, then clears
+/// the intent and advances the number.
+async fn upload_cuts<S: ObjectStore>(
+    ctx: &mut Ctx<S>,
+    seg: &mut Segments<'_>,
+    files: &mut [&mut Followed],
+    cuts: Vec<Cut>,
+) -> Result<(), SidecarError> {
+    let intent = SegmentIntent {
+        seq: seg.doc.next_seq,
+        gzip_level: ctx.config.gzip_level,
+        parts: cuts
+            .iter()
+            .map(|c| PartRange {
+                file: c.body.file.clone(),
+                generation: c.body.generation,
+                start: c.body.start,
+                end: c.body.end,
+            })
+            .collect(),
+    };
+    // In memory only once on disk: a recorded intent is what allows a re-upload.
+    let mut doc = seg.doc.clone();
+    doc.uploading = Some(intent.clone());
+    seg.state.save_segment(&doc)?;
+    *seg.doc = doc;
+    let bodies: Vec<PartBody> = cuts.iter().map(|c| clone_body(&c.body)).collect();
+    put(ctx, intent.seq, &bodies).await?;
+    let dir = ctx.config.log_dir.clone();
+    for c in &cuts {
+        let f = &mut *files[c.file];
+        let was_open = f.is_open();
+        // The fingerprint of the shipped bytes is taken through the handle.
+        let _ = f.handle(&dir);
+        f.shipped(c.body.end);
+        seg.state.save_file(&f.record)?;
+        if !was_open {
+            f.close();
+        }
+    }
+    done(seg, intent.seq)
+}
+
+fn clone_body(b: &PartBody) -> PartBody {
+    PartBody {
+        file: b.file.clone(),
+        generation: b.generation,
+        start: b.start,
+        end: b.end,
+        gzip: b.gzip.clone(),
+    }
+}
+
+async fn put<S: ObjectStore>(
+    ctx: &mut Ctx<S>,
+    seq: u64,
+    bodies: &[PartBody],
+) -> Result<(), SidecarError> {
+    let key = SegmentKey {
+        prefix: ctx.config.key_prefix.clone(),
+        cluster: ctx.cluster.clone(),
+        task_id: ctx.task_id.clone(),
+        seq,
+    }
+    .to_string();
+    let body = encode(bodies);
+    let retries = upload::put_with_retry(
+        &ctx.store,
+        &ctx.config.bucket,
+        &key,
+        body.into(),
+        ctx.max_attempts,
+        ctx.deadline,
+    )
+    .await
+    .map_err(|source| SidecarError::Upload {
+        key: key.clone(),
+        source,
+    })?;
+    let bytes: u64 = bodies.iter().map(|b| b.end - b.start).sum();
+    ctx.totals.failed_attempts += u64::from(retries);
+    ctx.totals.bytes += bytes;
+    ctx.totals.chunks += 1;
+    tracing::debug!(key, bytes, parts = bodies.len(), "segment uploaded");
+    Ok(())
+}
+
+fn done(seg: &mut Segments<'_>, seq: u64) -> Result<(), SidecarError> {
+    let doc = SegmentDoc {
+        version: seg.doc.version,
+        next_seq: seq + 1,
+        uploading: None,
+    };
+    seg.state.save_segment(&doc)?;
+    *seg.doc = doc;
+    Ok(())
+}
+
+/// What became of one recorded part when it was read again.
+enum Again {
+    Same(PartBody),
+    /// Another file now, or shorter, or its shipped bytes changed.
+    Changed,
+    /// Unreadable now (a read error): it may come back.
+    Unreadable(io::Error),
+}
+
+fn rebuild(dir: &std::path::Path, f: &mut Followed, p: &PartRange, level: u32) -> Again {
+    let offset = f.record.offset;
+    let want = f.record.fingerprint;
+    if f.record.generation != p.generation || (offset != p.start && offset != p.end) {
+        return Again::Changed;
+    }
+    let h = match f.handle(dir) {
+        Ok(Some(h)) => h,
+        Ok(None) => return Again::Changed,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Again::Changed,
+        Err(e) => return Again::Unreadable(e),
+    };
+    match h.metadata() {
+        Ok(m) if m.len() < p.end => return Again::Changed,
+        Ok(_) => {}
+        Err(e) => return Again::Unreadable(e),
+    }
+    match (want, Fingerprint::of(h, offset)) {
+        (Some(w), Ok(got)) if w != got => return Again::Changed,
+        (_, Err(e)) if e.kind() == io::ErrorKind::UnexpectedEof => return Again::Changed,
+        (_, Err(e)) => return Again::Unreadable(e),
+        _ => {}
+    }
+    match gzip_range(h, p.start, p.end, level) {
+        Ok(gzip) => Again::Same(PartBody {
+            file: p.file.clone(),
+            generation: p.generation,
+            start: p.start,
+            end: p.end,
+            gzip,
+        }),
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Again::Changed,
+        Err(e) => Again::Unreadable(e),
+    }
+}
+
+/// Uploads the recorded segment again, before anything new is cut, and
+/// returns the files that must start a new generation.
+///
+/// When a part's file can no longer give the same bytes, the v1 rule for a
+/// recorded chunk applies: that range is given up (logged, naming it; it is in
+/// S3 if the first upload got there, else lost with the file) and its file
+/// starts a new generation. The key is never written with other bytes: the
+/// parts still readable go, with exactly their recorded ranges, under the next
+/// number (a part uploaded twice has one v1 key, which the shipper stores once).
+/// A part whose file cannot be read now stays recorded with its file and is
+/// shipped, exactly that range, once readable.
+pub(crate) async fn redo<S: ObjectStore>(
+    ctx: &mut Ctx<S>,
+    seg: &mut Segments<'_>,
+    followed: &mut BTreeMap<String, Followed>,
+) -> Result<Vec<(String, Change)>, SidecarError> {
+    let Some(intent) = seg.doc.uploading.clone() else {
+        return Ok(Vec::new());
+    };
+    tracing::info!(
+        seq = intent.seq,
+        parts = intent.parts.len(),
+        "re-uploading the segment that was in flight when the upload stopped"
+    );
+    let dir = ctx.config.log_dir.clone();
+    let mut same = Vec::new();
+    let mut changed = Vec::new();
+    let mut unreadable = Vec::new();
+    for p in &intent.parts {
+        match followed.get_mut(&p.file) {
+            None => changed.push(p.clone()),
+            Some(f) => match rebuild(&dir, f, p, intent.gzip_level) {
+                Again::Same(body) => same.push(body),
+                Again::Changed => changed.push(p.clone()),
+                Again::Unreadable(e) => unreadable.push((p.clone(), e)),
+            },
+        }
+    }
+    let mut seq = intent.seq;
+    if !changed.is_empty() || !unreadable.is_empty() {
+        seq = intent.seq + 1;
+        for p in &changed {
+            tracing::error!(
+                file = p.file,
+                generation = p.generation,
+                start = p.start,
+                end = p.end,
+                seq = intent.seq,
+                "the file changed before its recorded segment was re-uploaded; this range is in S3 only if that upload got there"
+            );
+        }
+        for (p, e) in &unreadable {
+            tracing::warn!(file = p.file, start = p.start, end = p.end, error = %e, "cannot read a recorded part again; it is shipped once readable");
+        }
+        if !same.is_empty() {
+            let mut doc = seg.doc.clone();
+            doc.uploading = Some(SegmentIntent {
+                seq,
+                gzip_level: intent.gzip_level,
+                parts: same
+                    .iter()
+                    .map(|b| PartRange {
+                        file: b.file.clone(),
+                        generation: b.generation,
+                        start: b.start,
+                        end: b.end,
+                    })
+                    .collect(),
+            });
+            seg.state.save_segment(&doc)?;
+            *seg.doc = doc;
+        }
+    }
+    if !same.is_empty() {
+        put(ctx, seq, &same).await?;
+    }
+    for b in &same {
+        if let Some(f) = followed.get_mut(&b.file) {
+            f.shipped(b.end);
+            seg.state.save_file(&f.record)?;
+        }
+    }
+    for (p, _) in &unreadable {
+        // At `end` the offset says the first upload got there: nothing to redo.
+        if let Some(f) = followed.get_mut(&p.file)
+            && f.record.offset == p.start
+        {
+            f.record.uploading = Some((p.start, p.end));
+            seg.state.save_file(&f.record)?;
+        }
+    }
+    // Recorded as finished before the intent is cleared, so no later cut of
+    // the changed file can overlap the range given up.
+    let mut ended = Vec::new();
+    for p in &changed {
+        if let Some(f) = followed.get_mut(&p.file)
+            && f.record.generation == p.generation
+        {
+            f.record.finished = true;
+            seg.state.save_file(&f.record)?;
+            ended.push((p.file.clone(), Change::Truncated));
+        }
+    }
+    done(seg, seq)?;
+    Ok(ended)
+}

@@ -32,6 +32,9 @@ pub struct Followed {
     /// When unshipped bytes were first seen (the age rule's clock).
     pub pending_since: Option<Instant>,
     pub failing: Option<Failing>,
+    /// Its record is on disk (layout 2 writes it before the first segment
+    /// naming this generation, so a restart knows the file the part came from).
+    pub saved: bool,
 }
 
 impl Followed {
@@ -47,7 +50,9 @@ impl Followed {
             },
             ..FileRecord::default()
         };
-        Followed::restored(record, Some(seen.clone()))
+        let mut f = Followed::restored(record, Some(seen.clone()));
+        f.saved = false;
+        f
     }
 
     /// A file whose record was saved before a restart; its fingerprint is
@@ -61,6 +66,7 @@ impl Followed {
             checked: None,
             pending_since: None,
             failing: None,
+            saved: true,
         }
     }
 

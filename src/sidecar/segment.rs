@@ -208,6 +208,13 @@ async fn upload_cuts<S: ObjectStore>(
             })
             .collect(),
     };
+    for c in &cuts {
+        let f = &mut *files[c.file];
+        if !f.saved {
+            seg.state.save_file(&f.record)?;
+            f.saved = true;
+        }
+    }
     // In memory only once on disk: a recorded intent is what allows a re-upload.
     let mut doc = seg.doc.clone();
     doc.uploading = Some(intent.clone());

@@ -361,3 +361,5 @@ async fn open_handles_stay_within_the_budget() {
         store.assert_tiles(n, 0, b"one\nround 0\nround 1\nround 2\n");
     }
 }
+
+mod segments;

@@ -3,6 +3,7 @@
 use crate::moto::moto;
 use crate::rig::Rig;
 use logdrop::core::keys::ChunkKey;
+use logdrop::core::segment::{HeadReader, PartSplitter, SegmentError, SegmentKey};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
@@ -131,7 +132,8 @@ impl SidecarRig {
         std::fs::read_to_string(self.dir.path().join("sidecar.log")).unwrap_or_default()
     }
 
-    /// Every chunk in the bucket, by (file, generation), bodies decompressed.
+    /// Every chunk in the bucket, by (file, generation), bodies decompressed:
+    /// v1 chunks, and each part of a v2 segment as the range it carries.
     /// With versioning on, every upload of a key is checked to be identical.
     pub async fn chunks(&self) -> BTreeMap<(String, u64), Chunks> {
         let client = self.rig.s3.client();
@@ -175,17 +177,41 @@ impl SidecarRig {
                 bodies.windows(2).all(|w| w[0] == w[1]),
                 "{key} was uploaded twice with different bytes"
             );
-            let k = ChunkKey::parse(&key, "logs").expect("v1 key");
-            let mut plain = Vec::new();
-            flate2::read::GzDecoder::new(&bodies[0][..])
-                .read_to_end(&mut plain)
-                .expect("gzip");
-            assert_eq!(plain.len() as u64, k.end - k.start, "{key}: body length");
-            out.entry((k.file, k.generation))
-                .or_default()
-                .insert((k.start, k.end), plain);
+            for (k, plain) in ranges(&key, &bodies[0]) {
+                assert_eq!(plain.len() as u64, k.end - k.start, "{key}: body length");
+                let chunks = out.entry((k.file, k.generation)).or_default();
+                // One range in two segments (a part re-sent after a file
+                // changed) must carry the same bytes: the shipper keeps one.
+                if let Some(before) = chunks.get(&(k.start, k.end)) {
+                    assert!(
+                        *before == plain,
+                        "{key}: a range sent twice with other bytes"
+                    );
+                }
+                chunks.insert((k.start, k.end), plain);
+            }
         }
         out
+    }
+
+    /// How many objects the bucket holds under the prefix, and how many are segments.
+    pub async fn object_counts(&self) -> (usize, usize) {
+        let page = self
+            .rig
+            .s3
+            .client()
+            .list_objects_v2()
+            .bucket(&self.rig.bucket)
+            .prefix("logs/")
+            .send()
+            .await
+            .expect("list");
+        let keys: Vec<&str> = page.contents().iter().filter_map(|o| o.key()).collect();
+        let segments = keys
+            .iter()
+            .filter(|k| SegmentKey::parse(k, "logs").is_ok())
+            .count();
+        (keys.len(), segments)
     }
 
     pub async fn enable_versioning(&self) {
@@ -202,6 +228,41 @@ impl SidecarRig {
             .await
             .expect("versioning");
     }
+}
+
+/// The file ranges in one object, each decompressed: a v1 chunk is one, a
+/// segment one per part (split as the shipper does: manifest, then lengths).
+fn ranges(key: &str, body: &[u8]) -> Vec<(ChunkKey, Vec<u8>)> {
+    let gunzip = |g: &[u8]| {
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(g)
+            .read_to_end(&mut plain)
+            .expect("gzip");
+        plain
+    };
+    let Ok(seg) = SegmentKey::parse(key, "logs") else {
+        let k = ChunkKey::parse(key, "logs").expect("v1 or v2 key");
+        return vec![(k, gunzip(body))];
+    };
+    let (manifest, rest) = HeadReader::default()
+        .push(body)
+        .expect("manifest")
+        .expect("a whole manifest");
+    let mut gz = vec![Vec::new(); manifest.parts.len()];
+    let mut split = PartSplitter::new(&manifest);
+    split
+        .split(&rest, |i, b| -> Result<(), SegmentError> {
+            gz[i].extend_from_slice(b);
+            Ok(())
+        })
+        .expect("parts");
+    split.finish().expect("every part whole");
+    manifest
+        .parts
+        .iter()
+        .zip(gz)
+        .map(|(p, g)| (p.chunk_key(&seg), gunzip(&g)))
+        .collect()
 }
 
 /// The chunks of one generation must tile `[0, len)` and rejoin to `content`.

@@ -95,6 +95,7 @@ pub(crate) async fn ship_task<S: ObjectStore>(
         // The others' flush is due: this file's complete events go too.
         let mut urgency = own.unwrap_or(Urgency::WholeEvents);
         let mut start = files[i].record.offset;
+        let mut first = true;
         loop {
             let f = &mut *files[i];
             let next = match cut_one(ctx, f, start, urgency) {
@@ -113,12 +114,15 @@ pub(crate) async fn ship_task<S: ObjectStore>(
             let size = body.end - body.start;
             start = body.end;
             f.pending_since = (start < available).then(Instant::now);
-            // A file that does not fit goes into the next segment, at once.
-            if used + size > ctx.config.chunk_bytes && !cuts.is_empty() {
+            // A file that does not fit goes into the next segment, at once;
+            // so does a file's next range: one part per file per segment, so
+            // a re-upload finds each file's offset at its part's start or end.
+            if (!first || used + size > ctx.config.chunk_bytes) && !cuts.is_empty() {
                 upload_cuts(ctx, seg, files, std::mem::take(&mut cuts)).await?;
                 used = 0;
             }
             used += size;
+            first = false;
             cuts.push(Cut { file: i, body });
             let f = &mut *files[i];
             if start >= available {
@@ -414,7 +418,9 @@ pub(crate) async fn redo<S: ObjectStore>(
         put(ctx, seq, &same).await?;
     }
     for b in &same {
-        if let Some(f) = followed.get_mut(&b.file) {
+        if let Some(f) = followed.get_mut(&b.file)
+            && f.record.offset < b.end
+        {
             f.shipped(b.end);
             seg.state.save_file(&f.record)?;
         }

@@ -35,6 +35,9 @@ pub struct Followed {
     /// Its record is on disk (layout 2 writes it before the first segment
     /// naming this generation, so a restart knows the file the part came from).
     pub saved: bool,
+    /// The size last looked at, and since when it has been that size: a file
+    /// quiet for the hold time-out has no event left to grow.
+    pub grew: Option<(u64, Instant)>,
 }
 
 impl Followed {
@@ -67,6 +70,7 @@ impl Followed {
             pending_since: None,
             failing: None,
             saved: true,
+            grew: None,
         }
     }
 
@@ -154,6 +158,17 @@ impl Followed {
             .handle
             .as_ref()
             .and_then(|f| Fingerprint::of(f, end).ok());
+    }
+
+    /// Notes the size looked at now; returns how long the file has had it.
+    pub fn quiet_for(&mut self, len: u64) -> Duration {
+        match self.grew {
+            Some((l, at)) if l == len => at.elapsed(),
+            _ => {
+                self.grew = Some((len, Instant::now()));
+                Duration::ZERO
+            }
+        }
     }
 
     /// Keeps an error with this file; returns whether to log it now (the

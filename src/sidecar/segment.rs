@@ -57,7 +57,7 @@ pub(crate) async fn ship_task<S: ObjectStore>(
 ) -> Result<bool, SidecarError> {
     let mut left = false;
     // First look: which files have pending bytes, and is any of them due?
-    let mut pending: Vec<(usize, Option<Urgency>)> = Vec::new();
+    let mut pending: Vec<(usize, Option<Urgency>, bool)> = Vec::new();
     for (i, f) in files.iter_mut().enumerate() {
         if f.failing.is_some() {
             left = true;
@@ -71,6 +71,7 @@ pub(crate) async fn ship_task<S: ObjectStore>(
                 continue;
             }
         };
+        let quiet = f.quiet_for(len) >= ctx.config.hold_timeout;
         let waiting = len.saturating_sub(f.record.offset);
         if waiting == 0 && f.record.uploading.is_none() {
             f.pending_since = None;
@@ -82,18 +83,25 @@ pub(crate) async fn ship_task<S: ObjectStore>(
             Some(_) => Some(Urgency::Everything),
             None => decide(mode, ctx.config.due(), age, waiting),
         };
-        pending.push((i, own));
+        pending.push((i, own, quiet));
     }
-    if pending.iter().all(|(_, own)| own.is_none()) {
+    if pending.iter().all(|(_, own, _)| own.is_none()) {
         return Ok(left || !pending.is_empty());
     }
     let mut open = files.iter().filter(|f| f.is_open()).count();
     let mut cuts: Vec<Cut> = Vec::new();
     let mut used = 0u64;
-    for (i, own) in pending {
+    for (i, own, quiet) in pending {
         let was_open = files[i].is_open();
-        // The others' flush is due: this file's complete events go too.
-        let mut urgency = own.unwrap_or(Urgency::WholeEvents);
+        // The flush is due: this file's complete events go too, and so does
+        // its last event if the file has been quiet for the hold time-out
+        // (it is not growing): a lone JULI line a minute is not held for a
+        // second flush, and still costs no upload of its own.
+        let mut urgency = match (own, quiet) {
+            (_, true) => Urgency::Everything,
+            (Some(u), false) => u,
+            (None, false) => Urgency::WholeEvents,
+        };
         let mut start = files[i].record.offset;
         let mut first = true;
         loop {

@@ -13,6 +13,7 @@ pub mod fingerprint;
 pub mod followed;
 pub mod identity;
 pub mod prune;
+mod redo;
 mod segment;
 mod ship;
 pub mod state;
@@ -206,8 +207,7 @@ impl<S: ObjectStore> Sidecar<S> {
                 state: &mut self.state,
                 max_open: self.max_open,
             };
-            for (name, change) in segment::redo(&mut self.ctx, &mut seg, &mut self.followed).await?
-            {
+            for (name, change) in redo::redo(&mut self.ctx, &mut seg, &mut self.followed).await? {
                 if let Some(f) = self.followed.remove(&name) {
                     self.finish(f, change)?;
                 }

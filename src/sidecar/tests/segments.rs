@@ -230,3 +230,27 @@ async fn a_part_whose_file_changed_while_down_is_given_up_alone() {
     // The new file under the name is the next generation, shipped whole.
     store.assert_tiles(JULI, 1, &j2);
 }
+
+#[tokio::test]
+async fn a_chunk_recorded_by_layout_1_goes_exactly_into_a_segment() {
+    // A layout 1 sidecar crashes during an upload; the restart uses layout 2.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::default();
+    let a = access(0, 40);
+    append(&dir.path().join(ACCESS), &a);
+    crash_during_upload(&store, files_config(dir.path(), &[("LOGDROP_LAYOUT", "1")])).await;
+    let v1 = ChunkKey::parse(&store.keys()[0], "logs").unwrap();
+    let more = access(40, 7);
+    append(&dir.path().join(ACCESS), &more);
+    let mut s = sidecar(&store, files_config(dir.path(), &[])).await;
+    s.pass(Mode::Drain).await.unwrap();
+    let keys = store.keys();
+    let m = assert_parts_are_file_bytes(&store, dir.path(), &keys[1]);
+    let first = &m.parts[0];
+    // The same range: the shipper stores it once, whichever copy it reads first.
+    assert_eq!(
+        (first.file.as_str(), first.start, first.end),
+        (ACCESS, v1.start, v1.end)
+    );
+    store.assert_tiles(ACCESS, 0, &[a, more].concat());
+}

@@ -206,11 +206,21 @@ impl<S: ObjectStore> Sidecar<S> {
                 state: &mut self.state,
                 max_open: self.max_open,
             };
-            for (name, change) in redo::redo(&mut self.ctx, &mut seg, &mut self.followed).await? {
+            let redone = redo::redo(&mut self.ctx, &mut seg, &mut self.followed).await;
+            // Files whose recorded part could not be rebuilt end their
+            // generation now, even if the re-upload of the others failed.
+            let over: Vec<String> = self
+                .followed
+                .values()
+                .filter(|f| f.record.finished)
+                .map(|f| f.name().to_string())
+                .collect();
+            for name in over {
                 if let Some(f) = self.followed.remove(&name) {
-                    self.finish(f, change)?;
+                    self.finish(f, Change::Truncated)?;
                 }
             }
+            redone?;
         }
         let dir = self.ctx.config.log_dir.clone();
         let mut open = self.followed.values().filter(|f| f.is_open()).count();

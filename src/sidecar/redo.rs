@@ -11,7 +11,6 @@ use crate::sidecar::followed::Followed;
 use crate::sidecar::segment::{Segments, done, put};
 use crate::sidecar::ship::Ctx;
 use crate::sidecar::state::{PartRange, SegmentIntent};
-use crate::sidecar::tail::Change;
 use std::collections::BTreeMap;
 use std::io;
 
@@ -60,8 +59,9 @@ fn rebuild(dir: &std::path::Path, f: &mut Followed, p: &PartRange, level: u32) -
     }
 }
 
-/// Uploads the recorded segment again, before anything new is cut, and
-/// returns the files that must start a new generation.
+/// Uploads the recorded segment again, before anything new is cut. A file
+/// whose part cannot be rebuilt is left with its record marked finished, for
+/// the caller to end its generation.
 ///
 /// When a part's file can no longer give the same bytes, the v1 rule for a
 /// recorded chunk applies: that range is given up (logged, naming it; it is in
@@ -75,9 +75,9 @@ pub(crate) async fn redo<S: ObjectStore>(
     ctx: &mut Ctx<S>,
     seg: &mut Segments<'_>,
     followed: &mut BTreeMap<String, Followed>,
-) -> Result<Vec<(String, Change)>, SidecarError> {
+) -> Result<(), SidecarError> {
     let Some(intent) = seg.doc.uploading.clone() else {
-        return Ok(Vec::new());
+        return Ok(());
     };
     tracing::info!(
         seq = intent.seq,
@@ -96,6 +96,27 @@ pub(crate) async fn redo<S: ObjectStore>(
                 Again::Changed => changed.push(p.clone()),
                 Again::Unreadable(e) => unreadable.push((p.clone(), e)),
             },
+        }
+    }
+    // Recorded before the segment is recorded again or uploaded: a crash or a
+    // failed upload from here on must not forget what became of these parts.
+    for (p, _) in &unreadable {
+        // At `end` the offset says the first upload got there: nothing to redo.
+        if let Some(f) = followed.get_mut(&p.file)
+            && f.record.offset == p.start
+        {
+            f.record.uploading = Some((p.start, p.end));
+            seg.state.save_file(&f.record)?;
+        }
+    }
+    // Changed files recorded as finished, so no later cut of theirs can
+    // overlap the range given up.
+    for p in &changed {
+        if let Some(f) = followed.get_mut(&p.file)
+            && f.record.generation == p.generation
+        {
+            f.record.finished = true;
+            seg.state.save_file(&f.record)?;
         }
     }
     let mut seq = intent.seq;
@@ -144,27 +165,5 @@ pub(crate) async fn redo<S: ObjectStore>(
             seg.state.save_file(&f.record)?;
         }
     }
-    for (p, _) in &unreadable {
-        // At `end` the offset says the first upload got there: nothing to redo.
-        if let Some(f) = followed.get_mut(&p.file)
-            && f.record.offset == p.start
-        {
-            f.record.uploading = Some((p.start, p.end));
-            seg.state.save_file(&f.record)?;
-        }
-    }
-    // Recorded as finished before the intent is cleared, so no later cut of
-    // the changed file can overlap the range given up.
-    let mut ended = Vec::new();
-    for p in &changed {
-        if let Some(f) = followed.get_mut(&p.file)
-            && f.record.generation == p.generation
-        {
-            f.record.finished = true;
-            seg.state.save_file(&f.record)?;
-            ended.push((p.file.clone(), Change::Truncated));
-        }
-    }
-    done(seg, seq)?;
-    Ok(ended)
+    done(seg, seq)
 }

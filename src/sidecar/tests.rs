@@ -15,13 +15,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// The in-memory store, shared, recording every put; when `hang` is set the
-/// next put stores its object and then never answers (an answer lost).
+/// next put stores its object and then never answers (an answer lost); when
+/// `fail` is set it stores it and answers with an error.
 #[derive(Clone, Default)]
 struct Recording {
     store: Arc<MemoryStore>,
     puts: Arc<Mutex<Vec<String>>>,
     hang: Arc<AtomicBool>,
     hung: Arc<tokio::sync::Notify>,
+    fail: Arc<AtomicBool>,
 }
 
 impl ObjectStore for Recording {
@@ -38,6 +40,9 @@ impl ObjectStore for Recording {
         if self.hang.swap(false, Ordering::SeqCst) {
             self.hung.notify_one();
             std::future::pending::<()>().await;
+        }
+        if self.fail.swap(false, Ordering::SeqCst) {
+            return Err(PortError::Transient("stored, answered 500".into()));
         }
         Ok(())
     }

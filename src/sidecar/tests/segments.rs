@@ -254,3 +254,26 @@ async fn a_chunk_recorded_by_layout_1_goes_exactly_into_a_segment() {
     );
     store.assert_tiles(ACCESS, 0, &[a, more].concat());
 }
+
+#[tokio::test]
+async fn a_failed_upload_is_retried_with_the_same_key_and_bytes_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::default();
+    let (a, j) = (access(0, 20), juli(3, "j"));
+    append(&dir.path().join(ACCESS), &a);
+    append(&dir.path().join(JULI), &j);
+    let mut s = sidecar(&store, files_config(dir.path(), &[])).await;
+    s.set_max_attempts(1);
+    store.fail.store(true, Ordering::SeqCst);
+    assert!(s.pass(Mode::Drain).await.is_err(), "the one attempt failed");
+    let (a2, j2) = (access(20, 3), juli(1, "k"));
+    append(&dir.path().join(ACCESS), &a2);
+    append(&dir.path().join(JULI), &j2);
+    s.pass(Mode::Drain).await.unwrap();
+    let keys = store.keys();
+    // `Recording::put` refuses the same key with other bytes.
+    assert_eq!(keys[1], keys[0], "the recorded segment goes first");
+    assert_eq!(keys.len(), 3, "then one segment for what came since");
+    store.assert_tiles(ACCESS, 0, &[a, a2].concat());
+    store.assert_tiles(JULI, 0, &[j, j2].concat());
+}

@@ -9,3 +9,4 @@ mod shipper_cli;
 mod sidecar;
 mod sidecar_faults;
 mod sidecar_rig;
+mod sidecar_segments;

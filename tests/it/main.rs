@@ -8,5 +8,6 @@ mod shipper_bad_input;
 mod shipper_cli;
 mod sidecar;
 mod sidecar_faults;
+mod sidecar_proxy;
 mod sidecar_rig;
 mod sidecar_segments;

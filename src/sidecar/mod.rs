@@ -199,8 +199,9 @@ impl<S: ObjectStore> Sidecar<S> {
         self.note_skipped(&scan);
         let before = self.ctx.totals.bytes;
         let v2 = self.ctx.config.layout == Layout::V2;
-        if v2 {
-            // The recorded segment goes first, before any file is cut again.
+        // Even after a switch to layout 1: a segment recorded before the
+        // restart is uploaded again before any of its files is cut again.
+        if self.segment.uploading.is_some() {
             let mut seg = Segments {
                 doc: &mut self.segment,
                 state: &mut self.state,

@@ -277,3 +277,22 @@ async fn a_failed_upload_is_retried_with_the_same_key_and_bytes_first() {
     store.assert_tiles(ACCESS, 0, &[a, a2].concat());
     store.assert_tiles(JULI, 0, &[j, j2].concat());
 }
+
+#[tokio::test]
+async fn a_segment_recorded_before_a_switch_to_layout_1_goes_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::default();
+    let a = access(0, 30);
+    append(&dir.path().join(ACCESS), &a);
+    crash_during_upload(&store, files_config(dir.path(), &[])).await;
+    let segment = store.keys()[0].clone();
+    let more = access(30, 4);
+    append(&dir.path().join(ACCESS), &more);
+    let v1 = [("LOGDROP_LAYOUT", "1")];
+    let mut s = sidecar(&store, files_config(dir.path(), &v1)).await;
+    s.pass(Mode::Drain).await.unwrap();
+    let keys = store.keys();
+    assert_eq!(keys[1], segment, "the recorded segment goes first");
+    assert!(ChunkKey::parse(&keys[2], "logs").is_ok(), "then layout 1");
+    store.assert_tiles(ACCESS, 0, &[a, more].concat());
+}

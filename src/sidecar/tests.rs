@@ -251,23 +251,29 @@ async fn a_stop_while_an_answer_is_lost_reuploads_that_chunk_first() {
 
 #[tokio::test]
 async fn recording_a_chunk_costs_the_same_with_many_files() {
-    let mut costs = Vec::new();
-    for n in [1usize, 400] {
-        let dir = tempfile::tempdir().unwrap();
-        for i in 0..n {
-            append(&dir.path().join(format!("f{i:04}.log")), b"line\n");
+    for layout in ["1", "2"] {
+        let mut costs = Vec::new();
+        for n in [1usize, 400] {
+            let dir = tempfile::tempdir().unwrap();
+            for i in 0..n {
+                append(&dir.path().join(format!("f{i:04}.log")), b"line\n");
+            }
+            let store = Recording::default();
+            let config = config(dir.path(), &[("LOGDROP_LAYOUT", layout)]);
+            let mut s = sidecar(&store, config).await;
+            s.pass(Mode::Drain).await.unwrap();
+            append(&dir.path().join("f0000.log"), b"another line\n");
+            let before = s.state_bytes_written();
+            s.pass(Mode::Drain).await.unwrap();
+            costs.push(s.state_bytes_written() - before);
         }
-        let store = Recording::default();
-        let mut s = sidecar(&store, config(dir.path(), &[])).await;
-        s.pass(Mode::Drain).await.unwrap();
-        append(&dir.path().join("f0000.log"), b"another line\n");
-        let before = s.state_bytes_written();
-        s.pass(Mode::Drain).await.unwrap();
-        costs.push(s.state_bytes_written() - before);
+        eprintln!("layout {layout}: state bytes written for one object: {costs:?}");
+        assert_eq!(
+            costs[0], costs[1],
+            "layout {layout}: bytes of state per object"
+        );
+        assert!(costs[0] > 0 && costs[0] < 2048, "{costs:?}");
     }
-    eprintln!("state bytes written for one chunk: {costs:?}");
-    assert_eq!(costs[0], costs[1], "bytes of state written for one chunk");
-    assert!(costs[0] > 0 && costs[0] < 2048, "{costs:?}");
 }
 
 fn age(path: &Path, ago: Duration) {

@@ -32,6 +32,12 @@ pub struct Followed {
     /// When unshipped bytes were first seen (the age rule's clock).
     pub pending_since: Option<Instant>,
     pub failing: Option<Failing>,
+    /// Its record is on disk (layout 2 writes it before the first segment
+    /// naming this generation, so a restart knows the file the part came from).
+    pub saved: bool,
+    /// The size last looked at, and since when it has been that size: a file
+    /// quiet for the hold time-out has no event left to grow.
+    pub grew: Option<(u64, Instant)>,
 }
 
 impl Followed {
@@ -47,7 +53,9 @@ impl Followed {
             },
             ..FileRecord::default()
         };
-        Followed::restored(record, Some(seen.clone()))
+        let mut f = Followed::restored(record, Some(seen.clone()));
+        f.saved = false;
+        f
     }
 
     /// A file whose record was saved before a restart; its fingerprint is
@@ -61,6 +69,8 @@ impl Followed {
             checked: None,
             pending_since: None,
             failing: None,
+            saved: true,
+            grew: None,
         }
     }
 
@@ -148,6 +158,17 @@ impl Followed {
             .handle
             .as_ref()
             .and_then(|f| Fingerprint::of(f, end).ok());
+    }
+
+    /// Notes the size looked at now; returns how long the file has had it.
+    pub fn quiet_for(&mut self, len: u64) -> Duration {
+        match self.grew {
+            Some((l, at)) if l == len => at.elapsed(),
+            _ => {
+                self.grew = Some((len, Instant::now()));
+                Duration::ZERO
+            }
+        }
     }
 
     /// Keeps an error with this file; returns whether to log it now (the

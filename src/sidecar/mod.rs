@@ -2,7 +2,9 @@
 //! chunks cut at event boundaries, remembering its offsets on disk.
 //!
 //! `Sidecar` loops over the followed files (`followed::Followed`, one per
-//! name); `run` takes the shutdown future, so the binary only wires.
+//! name); `run` takes the shutdown future, so the binary only wires. Layout 1
+//! ships each file's chunks alone (`ship`), layout 2 a task segment per flush
+//! (`segment`).
 
 pub mod chunk;
 pub mod config;
@@ -11,27 +13,31 @@ pub mod fingerprint;
 pub mod followed;
 pub mod identity;
 pub mod prune;
+mod redo;
+mod run;
+mod segment;
 mod ship;
 pub mod state;
 pub mod tail;
 pub mod upload;
 
 pub use chunk::Mode;
-pub use config::Config;
+pub use config::{Config, Layout};
 pub use error::{Progress, SidecarError, Totals};
 
 use crate::ports::ObjectStore;
 use followed::Followed;
+use segment::Segments;
 use ship::{Ctx, note_failure, open_file_budget, ship};
-use state::{FileRecord, StateDir, TaskDoc};
+use state::{FileRecord, SegmentDoc, StateDir, TaskDoc};
 use std::collections::{BTreeMap, BTreeSet};
-use std::future::Future;
-use std::time::Instant;
 use tail::{Change, Restore, Scan};
 
 pub struct Sidecar<S> {
     ctx: Ctx<S>,
     state: StateDir,
+    /// Layout 2: the next segment's number and the one in flight.
+    segment: SegmentDoc,
     followed: BTreeMap<String, Followed>,
     /// Finished generations of names not followed now, so a reappearing name never reuses one.
     retired: BTreeMap<String, FileRecord>,
@@ -51,17 +57,19 @@ impl<S: ObjectStore> Sidecar<S> {
         task_id: String,
     ) -> Result<Self, SidecarError> {
         let mut state = StateDir::new(&config.state_dir);
-        let records = match state.load()? {
-            Some(s) if s.task.cluster == cluster && s.task.task_id == task_id => s.files,
+        let (records, segment) = match state.load()? {
+            Some(s) if s.task.cluster == cluster && s.task.task_id == task_id => {
+                (s.files, s.segment)
+            }
             Some(s) => {
                 tracing::warn!(
                     saved_task = s.task.task_id,
                     "state belongs to another task; starting afresh"
                 );
                 state.reset()?;
-                BTreeMap::new()
+                (BTreeMap::new(), SegmentDoc::default())
             }
-            None => BTreeMap::new(),
+            None => (BTreeMap::new(), SegmentDoc::default()),
         };
         let task = TaskDoc {
             version: state::STATE_VERSION,
@@ -85,6 +93,7 @@ impl<S: ObjectStore> Sidecar<S> {
                 limits: None,
             },
             state,
+            segment,
             followed: BTreeMap::new(),
             retired: BTreeMap::new(),
             noted: BTreeSet::new(),
@@ -189,6 +198,31 @@ impl<S: ObjectStore> Sidecar<S> {
         let scan = self.scan()?;
         self.note_skipped(&scan);
         let before = self.ctx.totals.bytes;
+        let v2 = self.ctx.config.layout == Layout::V2;
+        // Even after a switch to layout 1: a segment recorded before the
+        // restart is uploaded again before any of its files is cut again.
+        if self.segment.uploading.is_some() {
+            let mut seg = Segments {
+                doc: &mut self.segment,
+                state: &mut self.state,
+                max_open: self.max_open,
+            };
+            let redone = redo::redo(&mut self.ctx, &mut seg, &mut self.followed).await;
+            // Files whose recorded part could not be rebuilt end their
+            // generation now, even if the re-upload of the others failed.
+            let over: Vec<String> = self
+                .followed
+                .values()
+                .filter(|f| f.record.finished)
+                .map(|f| f.name().to_string())
+                .collect();
+            for name in over {
+                if let Some(f) = self.followed.remove(&name) {
+                    self.finish(f, Change::Truncated)?;
+                }
+            }
+            redone?;
+        }
         let dir = self.ctx.config.log_dir.clone();
         let mut open = self.followed.values().filter(|f| f.is_open()).count();
         let mut ended = Vec::new();
@@ -204,7 +238,14 @@ impl<S: ObjectStore> Sidecar<S> {
                 }
                 Ok(change @ (Change::Deleted | Change::Replaced)) => {
                     // The open handle still reads the old file: finish it first.
-                    if f.is_open() {
+                    if f.is_open() && v2 {
+                        let mut seg = Segments {
+                            doc: &mut self.segment,
+                            state: &mut self.state,
+                            max_open: self.max_open,
+                        };
+                        segment::ship_task(&mut self.ctx, &mut seg, &mut [f], Mode::Drain).await?;
+                    } else if f.is_open() {
                         ship(&mut self.ctx, &mut self.state, f, Mode::Drain).await?;
                     }
                     ended.push((f.name().to_string(), change));
@@ -237,7 +278,16 @@ impl<S: ObjectStore> Sidecar<S> {
                 .insert(s.name.clone(), Followed::new(s, generation));
         }
         let mut left = false;
-        for f in self.followed.values_mut() {
+        if v2 {
+            let mut seg = Segments {
+                doc: &mut self.segment,
+                state: &mut self.state,
+                max_open: self.max_open,
+            };
+            let mut files: Vec<&mut Followed> = self.followed.values_mut().collect();
+            left = segment::ship_task(&mut self.ctx, &mut seg, &mut files, mode).await?;
+        }
+        for f in self.followed.values_mut().filter(|_| !v2) {
             if f.failing.is_some() {
                 left = true;
                 continue;
@@ -346,79 +396,6 @@ impl<S: ObjectStore> Sidecar<S> {
         } else {
             Err(SidecarError::LeftBehind(left))
         }
-    }
-
-    /// Follows the files until `shutdown` completes, then ships what is held
-    /// within the shutdown grace. Returns what stayed behind (empty: nothing).
-    pub async fn run(&mut self, shutdown: impl Future<Output = ()>) -> String {
-        tokio::pin!(shutdown);
-        let config = self.ctx.config.clone();
-        let mut last_summary = Instant::now();
-        let mut last_error: Option<(String, Instant)> = None;
-        loop {
-            tokio::select! {
-                _ = &mut shutdown => break,
-                r = async {
-                    tokio::time::sleep(config.poll_interval).await;
-                    self.pass(Mode::Follow).await
-                } => if let Err(e) = r {
-                    // Logged when it changes, then once a minute, not every poll.
-                    let text = e.to_string();
-                    let quiet = last_error.as_ref().is_some_and(|(t, at)| {
-                        *t == text && at.elapsed() < std::time::Duration::from_secs(60)
-                    });
-                    if !quiet {
-                        tracing::error!(error = text, "pass failed; retrying");
-                        last_error = Some((text, Instant::now()));
-                    }
-                },
-            }
-            if last_summary.elapsed() >= config.summary_interval {
-                self.summary();
-                last_summary = Instant::now();
-            }
-        }
-        self.stop().await
-    }
-
-    /// Ships everything held, within the shutdown grace; the last line names
-    /// what stayed behind.
-    pub async fn stop(&mut self) -> String {
-        let grace = self.ctx.config.shutdown_grace;
-        tracing::info!(
-            grace_ms = grace.as_millis() as u64,
-            "stopping: shipping everything held"
-        );
-        let deadline = Instant::now() + grace;
-        self.ctx.deadline = Some(deadline);
-        match tokio::time::timeout_at(deadline.into(), self.drain()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::error!(error = %e, "could not ship everything before stopping"),
-            Err(_) => tracing::error!("the shutdown grace ran out"),
-        }
-        self.summary();
-        let left = self.left_behind();
-        if left.is_empty() {
-            tracing::info!("stopped; everything seen was shipped");
-        } else {
-            tracing::error!(
-                left,
-                "stopped with data not shipped: a stopped task does not restart, so unless a sidecar reads this volume again it is lost"
-            );
-        }
-        left
-    }
-
-    pub fn summary(&self) {
-        let t = self.ctx.totals;
-        tracing::info!(
-            bytes = t.bytes,
-            chunks = t.chunks,
-            failed_attempts = t.failed_attempts,
-            lag_bytes = self.lag_bytes(),
-            files = self.followed_files(),
-            "summary"
-        );
     }
 }
 

@@ -6,7 +6,10 @@
 //! ```text
 //! <state dir>/task.json                 {"version":2,"cluster":..,"task_id":..}
 //! <state dir>/files/<hash of name>.json {"version":2,"name":..,"generation":..,..}
+//! <state dir>/segment.json              {"version":2,"next_seq":..,"uploading":{..}}
 //! ```
+//! `segment.json` (layout 2) holds the next segment's number and the segment
+//! being uploaded; a state without it (written before layout 2) starts at 0.
 //! A version 1 `state.json` (one document for every file) is read once and
 //! rewritten as version 2 records.
 
@@ -20,6 +23,46 @@ pub const STATE_VERSION: u32 = 2;
 const TASK_FILE: &str = "task.json";
 const FILES_DIR: &str = "files";
 const V1_FILE: &str = "state.json";
+const SEGMENT_FILE: &str = "segment.json";
+
+/// Layout 2's task-level record: one write per segment, its size O(parts).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentDoc {
+    pub version: u32,
+    /// The number the next segment key takes.
+    pub next_seq: u64,
+    /// The segment being uploaded, recorded before the upload starts: it is
+    /// uploaded again, same key and bytes, before anything new is cut.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploading: Option<SegmentIntent>,
+}
+
+impl Default for SegmentDoc {
+    fn default() -> Self {
+        SegmentDoc {
+            version: STATE_VERSION,
+            next_seq: 0,
+            uploading: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentIntent {
+    pub seq: u64,
+    /// The parts' gzip level: a re-upload after a restart with another level writes the same bytes.
+    pub gzip_level: u32,
+    pub parts: Vec<PartRange>,
+}
+
+/// One file range of a recorded segment, in manifest order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PartRange {
+    pub file: String,
+    pub generation: u64,
+    pub start: u64,
+    pub end: u64,
+}
 
 /// Which task the records belong to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -87,6 +130,7 @@ pub enum StateError {
 pub struct Saved {
     pub task: TaskDoc,
     pub files: BTreeMap<String, FileRecord>,
+    pub segment: SegmentDoc,
 }
 
 pub struct StateDir {
@@ -104,6 +148,12 @@ pub(crate) fn record_tmp(state_dir: &Path, name: &str) -> PathBuf {
     state_dir
         .join(FILES_DIR)
         .join(format!("{}.tmp", record_file(name)))
+}
+
+/// The temporary file the segment record is written through.
+#[cfg(test)]
+pub(crate) fn segment_tmp(state_dir: &Path) -> PathBuf {
+    state_dir.join(format!("{SEGMENT_FILE}.tmp"))
 }
 
 fn record_file(name: &str) -> String {
@@ -160,12 +210,24 @@ impl StateDir {
         }
         // A v1 file left by a crash during its migration: the v2 records won.
         let _ = std::fs::remove_file(&v1_path);
+        let seg_path = self.dir.join(SEGMENT_FILE);
+        let segment = Self::read_json::<SegmentDoc>(&seg_path)?.unwrap_or_default();
+        if segment.version != STATE_VERSION {
+            return Err(StateError::Invalid {
+                path: seg_path,
+                detail: format!("version {}", segment.version),
+            });
+        }
         let mut files = BTreeMap::new();
         let dir = self.dir.join(FILES_DIR);
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Some(Saved { task, files }));
+                return Ok(Some(Saved {
+                    task,
+                    files,
+                    segment,
+                }));
             }
             Err(e) => return Err(Self::io(&dir, e)),
         };
@@ -185,7 +247,11 @@ impl StateDir {
             }
             files.insert(rec.name.clone(), rec);
         }
-        Ok(Some(Saved { task, files }))
+        Ok(Some(Saved {
+            task,
+            files,
+            segment,
+        }))
     }
 
     fn migrate_v1(&mut self, v1_path: &Path) -> Result<Option<Saved>, StateError> {
@@ -229,11 +295,21 @@ impl StateDir {
         self.save_task(&task)?;
         std::fs::remove_file(v1_path).map_err(|e| Self::io(v1_path, e))?;
         tracing::info!(path = %v1_path.display(), files = files.len(), "converted version 1 state to version 2");
-        Ok(Some(Saved { task, files }))
+        Ok(Some(Saved {
+            task,
+            files,
+            segment: SegmentDoc::default(),
+        }))
     }
 
     /// Forgets every record (state of another task).
     pub fn reset(&mut self) -> Result<(), StateError> {
+        let seg = self.dir.join(SEGMENT_FILE);
+        match std::fs::remove_file(&seg) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Self::io(&seg, e)),
+        }
         let dir = self.dir.join(FILES_DIR);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -265,6 +341,13 @@ impl StateDir {
         self.write_atomic(&dir, &record_file(&rec.name), rec)
     }
 
+    /// Writes the segment record; the cost is its parts', not the followed files'.
+    pub fn save_segment(&mut self, doc: &SegmentDoc) -> Result<(), StateError> {
+        self.write_pending_task()?;
+        let dir = self.dir.clone();
+        self.write_atomic(&dir, SEGMENT_FILE, doc)
+    }
+
     fn write_atomic<T: Serialize>(
         &mut self,
         dir: &Path,
@@ -293,123 +376,5 @@ impl StateDir {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn record() -> FileRecord {
-        FileRecord {
-            version: 2,
-            name: "catalina.2026-11-24.log".into(),
-            generation: 1,
-            identity: Identity {
-                dev: Some(64769),
-                inode: 42,
-            },
-            offset: 6080,
-            fingerprint: Some(Fingerprint {
-                head_len: 1024,
-                head: 0x0123_4567_89ab_cdef,
-                tail: 0xfedc_ba98_7654_3210,
-            }),
-            uploading: Some((6080, 7000)),
-            finished: false,
-        }
-    }
-
-    #[test]
-    fn golden_and_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sd = StateDir::new(&dir.path().join(".logdrop"));
-        assert_eq!(sd.load().unwrap(), None);
-        let task = TaskDoc {
-            version: 2,
-            cluster: "prod".into(),
-            task_id: "t1".into(),
-        };
-        sd.save_task(&task).unwrap();
-        sd.save_file(&record()).unwrap();
-        let mut files = BTreeMap::new();
-        files.insert(record().name, record());
-        assert_eq!(sd.load().unwrap(), Some(Saved { task, files }));
-        let golden = include_str!("../../tests/fixtures/sidecar_state_v2_file.json");
-        let path = sd
-            .path()
-            .join(FILES_DIR)
-            .join(record_file("catalina.2026-11-24.log"));
-        assert_eq!(std::fs::read_to_string(&path).unwrap(), golden.trim_end());
-        std::fs::write(&path, b"{").unwrap();
-        assert!(matches!(sd.load(), Err(StateError::Invalid { .. })));
-    }
-
-    #[test]
-    fn reads_version_1() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = dir.path().join(".logdrop");
-        std::fs::create_dir_all(&state).unwrap();
-        let v1 = include_str!("../../tests/fixtures/sidecar_state_v1.json");
-        std::fs::write(state.join(V1_FILE), v1).unwrap();
-        let mut sd = StateDir::new(&state);
-        let saved = sd.load().unwrap().unwrap();
-        assert_eq!(
-            (saved.task.cluster.as_str(), saved.task.task_id.as_str()),
-            ("prod", "t1")
-        );
-        let rec = &saved.files["catalina.2026-11-24.log"];
-        assert_eq!(
-            (
-                rec.generation,
-                rec.identity,
-                rec.offset,
-                rec.uploading,
-                rec.fingerprint
-            ),
-            (
-                1,
-                Identity {
-                    dev: None,
-                    inode: 42
-                },
-                6080,
-                Some((6080, 7000)),
-                None
-            )
-        );
-        assert!(!state.join(V1_FILE).exists(), "converted once");
-        assert_eq!(StateDir::new(&state).load().unwrap(), Some(saved));
-    }
-
-    #[test]
-    fn a_full_disk_is_an_error_naming_the_path() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sd = StateDir::new(dir.path());
-        let files = dir.path().join(FILES_DIR);
-        std::fs::create_dir_all(&files).unwrap();
-        let tmp = files.join(format!("{}.tmp", record_file(&record().name)));
-        // Writing to /dev/full fails with ENOSPC, like a full disk.
-        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
-        let e = sd.save_file(&record()).unwrap_err();
-        assert!(e.to_string().contains(&tmp.display().to_string()), "{e}");
-        assert_eq!(sd.bytes_written, 0);
-    }
-
-    #[test]
-    fn a_write_costs_one_record_whatever_the_number_of_files() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut sd = StateDir::new(dir.path());
-        let mut cost = Vec::new();
-        for n in [1usize, 300] {
-            for i in 0..n {
-                let mut r = record();
-                r.name = format!("f{n:04}-{i:04}.log");
-                sd.save_file(&r).unwrap();
-            }
-            let before = sd.bytes_written;
-            let mut r = record();
-            r.name = format!("f{n:04}-0000.log");
-            r.offset += 1;
-            sd.save_file(&r).unwrap();
-            cost.push(sd.bytes_written - before);
-        }
-        assert_eq!(cost[0], cost[1]);
-    }
-}
+#[path = "state_tests.rs"]
+mod tests;

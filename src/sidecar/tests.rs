@@ -5,6 +5,7 @@
 use super::*;
 use crate::config::Env;
 use crate::core::keys::ChunkKey;
+use crate::core::segment::{HeadReader, Manifest, PartSplitter, SegmentError, SegmentKey};
 use crate::memory::MemoryStore;
 use crate::ports::PortError;
 use std::io::{Read, Write};
@@ -14,13 +15,15 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// The in-memory store, shared, recording every put; when `hang` is set the
-/// next put stores its object and then never answers (an answer lost).
+/// next put stores its object and then never answers (an answer lost); when
+/// `fail` is set it stores it and answers with an error.
 #[derive(Clone, Default)]
 struct Recording {
     store: Arc<MemoryStore>,
     puts: Arc<Mutex<Vec<String>>>,
     hang: Arc<AtomicBool>,
     hung: Arc<tokio::sync::Notify>,
+    fail: Arc<AtomicBool>,
 }
 
 impl ObjectStore for Recording {
@@ -38,6 +41,9 @@ impl ObjectStore for Recording {
             self.hung.notify_one();
             std::future::pending::<()>().await;
         }
+        if self.fail.swap(false, Ordering::SeqCst) {
+            return Err(PortError::Transient("stored, answered 500".into()));
+        }
         Ok(())
     }
 }
@@ -47,27 +53,50 @@ impl Recording {
         self.puts.lock().unwrap().clone()
     }
 
+    /// Every file range uploaded, v1 chunk or segment part, with its bytes;
+    /// a key uploaded twice counts once.
+    fn ranges(&self) -> Vec<(ChunkKey, Vec<u8>)> {
+        let mut keys = self.keys();
+        keys.sort();
+        keys.dedup();
+        let mut out = Vec::new();
+        for key in keys {
+            let body = self.store.body("b", &key).unwrap();
+            if let Ok(seg) = SegmentKey::parse(&key, "logs") {
+                let (manifest, plain) = decode_segment(&body);
+                for (p, bytes) in manifest.parts.iter().zip(plain) {
+                    assert_eq!(bytes.len() as u64, p.end - p.start, "{key}: part length");
+                    out.push((p.chunk_key(&seg), bytes));
+                }
+            } else {
+                let k = ChunkKey::parse(&key, "logs").unwrap();
+                let mut plain = Vec::new();
+                flate2::read::GzDecoder::new(&body[..])
+                    .read_to_end(&mut plain)
+                    .unwrap();
+                out.push((k, plain));
+            }
+        }
+        out
+    }
+
     /// The chunks of (file, generation) must tile `content` without gap or overlap.
     fn assert_tiles(&self, file: &str, generation: u64, content: &[u8]) {
-        let mut keys: Vec<ChunkKey> = self
-            .keys()
-            .iter()
-            .map(|k| ChunkKey::parse(k, "logs").unwrap())
-            .filter(|k| k.file == file && k.generation == generation)
+        let mut ranges: Vec<(ChunkKey, Vec<u8>)> = self
+            .ranges()
+            .into_iter()
+            .filter(|(k, _)| k.file == file && k.generation == generation)
             .collect();
-        keys.sort_by_key(|k| (k.start, k.end));
-        keys.dedup();
+        ranges.sort_by_key(|(k, _)| (k.start, k.end));
+        ranges.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         let mut at = 0;
         let mut joined = Vec::new();
-        for k in keys {
+        for (k, bytes) in ranges {
             assert_eq!(
                 k.start, at,
                 "{file} gen {generation}: gap or overlap at {at}"
             );
-            let body = self.store.body("b", &k.to_string()).unwrap();
-            flate2::read::GzDecoder::new(&body[..])
-                .read_to_end(&mut joined)
-                .unwrap();
+            joined.extend_from_slice(&bytes);
             at = k.end;
         }
         assert!(
@@ -75,6 +104,31 @@ impl Recording {
             "{file} gen {generation}: chunks do not rejoin"
         );
     }
+}
+
+/// A segment body read as the shipper does: manifest, then each part's bytes.
+fn decode_segment(body: &[u8]) -> (Manifest, Vec<Vec<u8>>) {
+    let (manifest, rest) = HeadReader::default().push(body).unwrap().unwrap();
+    let mut gz = vec![Vec::new(); manifest.parts.len()];
+    let mut split = PartSplitter::new(&manifest);
+    split
+        .split(&rest, |i, b| -> Result<(), SegmentError> {
+            gz[i].extend_from_slice(b);
+            Ok(())
+        })
+        .unwrap();
+    split.finish().unwrap();
+    let plain = gz
+        .iter()
+        .map(|g| {
+            let mut out = Vec::new();
+            flate2::read::GzDecoder::new(&g[..])
+                .read_to_end(&mut out)
+                .unwrap();
+            out
+        })
+        .collect();
+    (manifest, plain)
 }
 
 fn config(dir: &Path, extra: &[(&str, &str)]) -> Config {
@@ -197,23 +251,29 @@ async fn a_stop_while_an_answer_is_lost_reuploads_that_chunk_first() {
 
 #[tokio::test]
 async fn recording_a_chunk_costs_the_same_with_many_files() {
-    let mut costs = Vec::new();
-    for n in [1usize, 400] {
-        let dir = tempfile::tempdir().unwrap();
-        for i in 0..n {
-            append(&dir.path().join(format!("f{i:04}.log")), b"line\n");
+    for layout in ["1", "2"] {
+        let mut costs = Vec::new();
+        for n in [1usize, 400] {
+            let dir = tempfile::tempdir().unwrap();
+            for i in 0..n {
+                append(&dir.path().join(format!("f{i:04}.log")), b"line\n");
+            }
+            let store = Recording::default();
+            let config = config(dir.path(), &[("LOGDROP_LAYOUT", layout)]);
+            let mut s = sidecar(&store, config).await;
+            s.pass(Mode::Drain).await.unwrap();
+            append(&dir.path().join("f0000.log"), b"another line\n");
+            let before = s.state_bytes_written();
+            s.pass(Mode::Drain).await.unwrap();
+            costs.push(s.state_bytes_written() - before);
         }
-        let store = Recording::default();
-        let mut s = sidecar(&store, config(dir.path(), &[])).await;
-        s.pass(Mode::Drain).await.unwrap();
-        append(&dir.path().join("f0000.log"), b"another line\n");
-        let before = s.state_bytes_written();
-        s.pass(Mode::Drain).await.unwrap();
-        costs.push(s.state_bytes_written() - before);
+        eprintln!("layout {layout}: state bytes written for one object: {costs:?}");
+        assert_eq!(
+            costs[0], costs[1],
+            "layout {layout}: bytes of state per object"
+        );
+        assert!(costs[0] > 0 && costs[0] < 2048, "{costs:?}");
     }
-    eprintln!("state bytes written for one chunk: {costs:?}");
-    assert_eq!(costs[0], costs[1], "bytes of state written for one chunk");
-    assert!(costs[0] > 0 && costs[0] < 2048, "{costs:?}");
 }
 
 fn age(path: &Path, ago: Duration) {
@@ -251,33 +311,39 @@ async fn pruning_spares_the_newest_file_of_a_series_and_can_be_off() {
 
 #[tokio::test]
 async fn nothing_is_uploaded_while_the_state_cannot_be_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Recording::default();
-    let name = "catalina.2026-11-24.log";
-    let path = dir.path().join(name);
-    let a = juli(3, "a");
-    append(&path, &a);
-    let config = config(dir.path(), &[]);
-    let tmp = state::record_tmp(&config.state_dir, name);
-    let mut s = sidecar(&store, config).await;
-    s.pass(Mode::Drain).await.unwrap();
-    let puts = store.keys().len();
-    // A full disk: writing the record fails with ENOSPC.
-    std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
-    let b = juli(2, "b");
-    append(&path, &b);
-    for _ in 0..2 {
-        let e = s.pass(Mode::Drain).await.unwrap_err();
-        assert!(e.to_string().contains(&tmp.display().to_string()), "{e}");
+    for layout in ["1", "2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Recording::default();
+        let name = "catalina.2026-11-24.log";
+        let path = dir.path().join(name);
+        let a = juli(3, "a");
+        append(&path, &a);
+        let config = config(dir.path(), &[("LOGDROP_LAYOUT", layout)]);
+        // The intent's record: the file's in layout 1, the segment's in layout 2.
+        let tmp = match layout {
+            "1" => state::record_tmp(&config.state_dir, name),
+            _ => state::segment_tmp(&config.state_dir),
+        };
+        let mut s = sidecar(&store, config).await;
+        s.pass(Mode::Drain).await.unwrap();
+        let puts = store.keys().len();
+        // A full disk: writing the record fails with ENOSPC.
+        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+        let b = juli(2, "b");
+        append(&path, &b);
+        for _ in 0..2 {
+            let e = s.pass(Mode::Drain).await.unwrap_err();
+            assert!(e.to_string().contains(&tmp.display().to_string()), "{e}");
+        }
+        assert_eq!(
+            store.keys().len(),
+            puts,
+            "layout {layout}: uploaded without a recorded intent"
+        );
+        std::fs::remove_file(&tmp).unwrap();
+        s.pass(Mode::Drain).await.unwrap();
+        store.assert_tiles(name, 0, &[a, b].concat());
     }
-    assert_eq!(
-        store.keys().len(),
-        puts,
-        "uploaded without a recorded intent"
-    );
-    std::fs::remove_file(&tmp).unwrap();
-    s.pass(Mode::Drain).await.unwrap();
-    store.assert_tiles(name, 0, &[a, b].concat());
 }
 
 #[tokio::test]
@@ -306,3 +372,5 @@ async fn open_handles_stay_within_the_budget() {
         store.assert_tiles(n, 0, b"one\nround 0\nround 1\nround 2\n");
     }
 }
+
+mod segments;

@@ -17,5 +17,7 @@ mod shipper_memory;
 mod shipper_reliability;
 mod sidecar;
 mod sidecar_faults;
+mod sidecar_proxy;
 mod sidecar_rig;
+mod sidecar_segments;
 mod template;

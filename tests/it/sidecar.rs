@@ -14,11 +14,22 @@ const FILES: [&str; 3] = [
 
 #[tokio::test]
 async fn random_writes_then_sigterm_ship_every_byte_at_event_boundaries() {
-    let mut s = SidecarRig::new("sc-writes").await;
+    random_writes_then_sigterm("sc-writes", "2").await;
+}
+
+/// Layout 1 (one object per file range) stays supported.
+#[tokio::test]
+async fn random_writes_then_sigterm_with_layout_1() {
+    random_writes_then_sigterm("sc-writes-v1", "1").await;
+}
+
+async fn random_writes_then_sigterm(name: &str, layout: &str) {
+    let mut s = SidecarRig::new(name).await;
     // Only shutdown may force a cut here: the hold time-out is out of reach.
     s.extra_env = vec![
         ("LOGDROP_HOLD_TIMEOUT".into(), "120s".into()),
         ("LOGDROP_CHUNK_BYTES".into(), "32768".into()),
+        ("LOGDROP_LAYOUT".into(), layout.into()),
     ];
     let mut child = s.spawn();
     let contents: Vec<Vec<u8>> = FILES.iter().map(|f| corpus(f)).collect();
@@ -37,6 +48,11 @@ async fn random_writes_then_sigterm_ship_every_byte_at_event_boundaries() {
         wait_exit(&mut child, Duration::from_secs(25)).expect("exits within the grace period");
     assert!(status.success(), "{}", s.log());
     let chunks = s.chunks().await;
+    let (objects, segments) = s.object_counts().await;
+    match layout {
+        "1" => assert_eq!(segments, 0, "layout 1 writes no segment"),
+        _ => assert_eq!(segments, objects, "layout 2 writes only segments"),
+    }
     for (file, content) in FILES.iter().zip(&contents) {
         let c = &chunks[&(file.to_string(), 0)];
         assert_tiles(c, content, file);
@@ -53,6 +69,46 @@ async fn random_writes_then_sigterm_ship_every_byte_at_event_boundaries() {
                 "{file}: a chunk ends inside an event at {end}"
             );
         }
+    }
+}
+
+/// Issue 9's count: a flush is one object, whatever the number of files.
+/// Each `--once` run is one flush of everything written before it.
+#[tokio::test]
+async fn one_object_per_flush_whatever_the_number_of_files() {
+    let s = SidecarRig::new("sc-per-flush").await;
+    let names = [
+        "localhost_access_log.2026-11-24.txt",
+        "localhost_access_log.2026-11-25.txt",
+        "catalina.2026-11-24.log",
+        "localhost.2026-11-24.log",
+        "catalina.2026-11-25.log",
+    ];
+    let start = hours_ago(1);
+    let mut written: Vec<Vec<u8>> = vec![Vec::new(); names.len()];
+    let flushes = 4;
+    for round in 0..flushes {
+        for (i, n) in names.iter().enumerate() {
+            let seed = (round * 10 + i) as u64;
+            let bytes = match n.starts_with("localhost_access") {
+                true => logdrop::generate::access_log(1500, seed, start),
+                false => logdrop::generate::juli_log(1500, seed, start),
+            };
+            append(&s.path(n), &bytes);
+            written[i].extend_from_slice(&bytes);
+        }
+        s.once();
+        let (objects, segments) = s.object_counts().await;
+        assert_eq!(
+            (objects, segments),
+            (round + 1, round + 1),
+            "after {} flushes",
+            round + 1
+        );
+    }
+    let chunks = s.chunks().await;
+    for (n, content) in names.iter().zip(&written) {
+        assert_tiles(&chunks[&(n.to_string(), 0)], content, n);
     }
 }
 
@@ -201,8 +257,9 @@ async fn sigterm_ships_held_events_and_partial_lines() {
         .rev()
         .find(|l| l.contains(r#""message":"summary""#))
         .expect("a summary line at the stop");
+    // Both files cut at the stop, in one segment: one object.
     assert!(
-        summary.contains(r#""chunks":2"#) && summary.contains(r#""lag_bytes":0"#),
+        summary.contains(r#""chunks":1"#) && summary.contains(r#""lag_bytes":0"#),
         "{summary}"
     );
 }

@@ -2,14 +2,14 @@
 
 use crate::moto::moto;
 use crate::rig::Rig;
+pub use crate::sidecar_proxy::{Mode, Proxy};
 use logdrop::core::keys::ChunkKey;
+use logdrop::core::segment::{HeadReader, PartSplitter, SegmentError, SegmentKey};
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::{Duration, Instant};
 
 pub struct SidecarRig {
@@ -131,7 +131,8 @@ impl SidecarRig {
         std::fs::read_to_string(self.dir.path().join("sidecar.log")).unwrap_or_default()
     }
 
-    /// Every chunk in the bucket, by (file, generation), bodies decompressed.
+    /// Every chunk in the bucket, by (file, generation), bodies decompressed:
+    /// v1 chunks, and each part of a v2 segment as the range it carries.
     /// With versioning on, every upload of a key is checked to be identical.
     pub async fn chunks(&self) -> BTreeMap<(String, u64), Chunks> {
         let client = self.rig.s3.client();
@@ -175,17 +176,41 @@ impl SidecarRig {
                 bodies.windows(2).all(|w| w[0] == w[1]),
                 "{key} was uploaded twice with different bytes"
             );
-            let k = ChunkKey::parse(&key, "logs").expect("v1 key");
-            let mut plain = Vec::new();
-            flate2::read::GzDecoder::new(&bodies[0][..])
-                .read_to_end(&mut plain)
-                .expect("gzip");
-            assert_eq!(plain.len() as u64, k.end - k.start, "{key}: body length");
-            out.entry((k.file, k.generation))
-                .or_default()
-                .insert((k.start, k.end), plain);
+            for (k, plain) in ranges(&key, &bodies[0]) {
+                assert_eq!(plain.len() as u64, k.end - k.start, "{key}: body length");
+                let chunks = out.entry((k.file, k.generation)).or_default();
+                // One range in two segments (a part re-sent after a file
+                // changed) must carry the same bytes: the shipper keeps one.
+                if let Some(before) = chunks.get(&(k.start, k.end)) {
+                    assert!(
+                        *before == plain,
+                        "{key}: a range sent twice with other bytes"
+                    );
+                }
+                chunks.insert((k.start, k.end), plain);
+            }
         }
         out
+    }
+
+    /// How many objects the bucket holds under the prefix, and how many are segments.
+    pub async fn object_counts(&self) -> (usize, usize) {
+        let page = self
+            .rig
+            .s3
+            .client()
+            .list_objects_v2()
+            .bucket(&self.rig.bucket)
+            .prefix("logs/")
+            .send()
+            .await
+            .expect("list");
+        let keys: Vec<&str> = page.contents().iter().filter_map(|o| o.key()).collect();
+        let segments = keys
+            .iter()
+            .filter(|k| SegmentKey::parse(k, "logs").is_ok())
+            .count();
+        (keys.len(), segments)
     }
 
     pub async fn enable_versioning(&self) {
@@ -202,6 +227,41 @@ impl SidecarRig {
             .await
             .expect("versioning");
     }
+}
+
+/// The file ranges in one object, each decompressed: a v1 chunk is one, a
+/// segment one per part (split as the shipper does: manifest, then lengths).
+fn ranges(key: &str, body: &[u8]) -> Vec<(ChunkKey, Vec<u8>)> {
+    let gunzip = |g: &[u8]| {
+        let mut plain = Vec::new();
+        flate2::read::GzDecoder::new(g)
+            .read_to_end(&mut plain)
+            .expect("gzip");
+        plain
+    };
+    let Ok(seg) = SegmentKey::parse(key, "logs") else {
+        let k = ChunkKey::parse(key, "logs").expect("v1 or v2 key");
+        return vec![(k, gunzip(body))];
+    };
+    let (manifest, rest) = HeadReader::default()
+        .push(body)
+        .expect("manifest")
+        .expect("a whole manifest");
+    let mut gz = vec![Vec::new(); manifest.parts.len()];
+    let mut split = PartSplitter::new(&manifest);
+    split
+        .split(&rest, |i, b| -> Result<(), SegmentError> {
+            gz[i].extend_from_slice(b);
+            Ok(())
+        })
+        .expect("parts");
+    split.finish().expect("every part whole");
+    manifest
+        .parts
+        .iter()
+        .zip(gz)
+        .map(|(p, g)| (p.chunk_key(&seg), gunzip(&g)))
+        .collect()
 }
 
 /// The chunks of one generation must tile `[0, len)` and rejoin to `content`.
@@ -327,97 +387,4 @@ pub async fn wait_until_shipped(s: &SidecarRig, file: &str, generation: u64, len
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-}
-
-/// What the proxy in front of moto does with a connection.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum Mode {
-    Forward = 0,
-    /// Close every connection at once (S3 unreachable).
-    Refuse = 1,
-    /// Accept and read, never answer (a hung endpoint).
-    Blackhole = 2,
-    /// Pass requests on to moto but never relay its answers (stored, answer lost).
-    Swallow = 3,
-}
-
-/// A TCP proxy to moto whose behaviour the test switches at any moment.
-pub struct Proxy {
-    pub addr: std::net::SocketAddr,
-    mode: Arc<AtomicU8>,
-}
-
-impl Proxy {
-    pub fn start() -> Proxy {
-        let upstream = moto().endpoint.trim_start_matches("http://").to_string();
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-        let addr = listener.local_addr().unwrap();
-        let mode = Arc::new(AtomicU8::new(Mode::Forward as u8));
-        let m = mode.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                let Ok(client) = conn else { continue };
-                let now = m.load(Ordering::SeqCst);
-                if now == Mode::Refuse as u8 {
-                    drop(client);
-                    continue;
-                }
-                if now == Mode::Blackhole as u8 {
-                    std::thread::spawn(move || {
-                        let mut c = client;
-                        let _ = std::io::copy(&mut c, &mut std::io::sink());
-                    });
-                    continue;
-                }
-                let Ok(server) = std::net::TcpStream::connect(&upstream) else {
-                    continue;
-                };
-                let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
-                let (mut c1, mut s1) = (client, server);
-                let (up, down) = (m.clone(), m.clone());
-                std::thread::spawn(move || relay(&mut c1, &mut s1, &up, false));
-                std::thread::spawn(move || relay(&mut s2, &mut c2, &down, true));
-            }
-        });
-        Proxy { addr, mode }
-    }
-
-    pub fn set(&self, mode: Mode) {
-        self.mode.store(mode as u8, Ordering::SeqCst);
-    }
-
-    pub fn endpoint(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-}
-
-/// Copies `from` to `to` until either end closes; answers are dropped while
-/// swallowing, and the connection is cut when the proxy starts refusing.
-fn relay(
-    from: &mut std::net::TcpStream,
-    to: &mut std::net::TcpStream,
-    mode: &AtomicU8,
-    answers: bool,
-) {
-    use std::io::Write;
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => n,
-        };
-        let now = mode.load(Ordering::SeqCst);
-        if now == Mode::Refuse as u8 {
-            break;
-        }
-        if answers && now == Mode::Swallow as u8 {
-            continue;
-        }
-        if to.write_all(&buf[..n]).is_err() {
-            break;
-        }
-    }
-    let _ = to.shutdown(std::net::Shutdown::Both);
-    let _ = from.shutdown(std::net::Shutdown::Both);
 }

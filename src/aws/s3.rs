@@ -68,12 +68,22 @@ impl ObjectStore for S3 {
             .bucket(bucket)
             .key(key)
             .content_type("application/gzip")
-            .metadata(VERSION_METADATA, LAYOUT_VERSION)
+            .metadata(VERSION_METADATA, layout_of(key))
             .body(ByteStream::from(body))
             .send()
             .await
             .map_err(port_error)?;
         Ok(())
+    }
+}
+
+/// The `logdrop-version` stamp of an upload: `2` for a task segment, `1` for a
+/// v1 chunk. The prefix is whatever precedes the segment's four components.
+fn layout_of(key: &str) -> &'static str {
+    let prefix = key.rsplitn(5, '/').nth(4).unwrap_or_default();
+    match crate::core::segment::SegmentKey::parse(key, prefix) {
+        Ok(_) => "2",
+        Err(_) => LAYOUT_VERSION,
     }
 }
 
@@ -113,5 +123,25 @@ impl CheckpointStore for S3 {
         };
         let out = req.send().await.map_err(port_error)?;
         Ok(out.e_tag().unwrap_or_default().to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn segments_are_stamped_2_and_chunks_1() {
+        assert_eq!(
+            super::layout_of("logs/prod/t1/segment/000000000000042.gz"),
+            "2"
+        );
+        assert_eq!(
+            super::layout_of("a/b/prod/t1/segment/000000000000042.gz"),
+            "2"
+        );
+        assert_eq!(
+            super::layout_of("logs/prod/t1/f.log/0/000000000000000-000000000000010.gz"),
+            "1"
+        );
+        assert_eq!(super::layout_of("segment/000000000000042.gz"), "1");
     }
 }

@@ -3,6 +3,7 @@
 //! to consume an SQS queue with it.
 
 use lambda_runtime::{LambdaEvent, service_fn};
+use logdrop::aws::checkpoint_store::AnyCheckpointStore;
 use logdrop::aws::sqs::Sqs;
 use logdrop::aws::{logs::CloudWatchLogs, s3::S3, shipper_sdk_config};
 use logdrop::config::Env;
@@ -73,9 +74,15 @@ async fn main() -> ExitCode {
         }
     };
     let sdk = shipper_sdk_config().await;
+    // Built on the same SDK config, so the store has the shipper's timeouts.
+    let checkpoints = AnyCheckpointStore::new(&sdk, config.checkpoint_table.as_ref());
+    tracing::info!(
+        checkpoint_store = checkpoints.describe(),
+        "checkpoint store"
+    );
     let shipper = Shipper::new(
         S3::new(&sdk),
-        S3::new(&sdk),
+        checkpoints,
         CloudWatchLogs::new(&sdk),
         config,
     );
@@ -92,7 +99,7 @@ async fn main() -> ExitCode {
 /// Exit 0 when every message shipped, 1 when some failed (they stay in the
 /// queue) or the queue could not be read.
 async fn poll_queue(
-    shipper: &Shipper<S3, S3, CloudWatchLogs>,
+    shipper: &Shipper<S3, AnyCheckpointStore, CloudWatchLogs>,
     queue: &Sqs,
     options: &PollOptions,
 ) -> ExitCode {
@@ -131,7 +138,7 @@ async fn poll_queue(
     }
 }
 
-async fn serve(shipper: &Shipper<S3, S3, CloudWatchLogs>) -> ExitCode {
+async fn serve(shipper: &Shipper<S3, AnyCheckpointStore, CloudWatchLogs>) -> ExitCode {
     let handler = service_fn(|event: LambdaEvent<Value>| async move {
         // Lambda always sends a deadline ahead of now; local emulators may send
         // none, or a meaningless one: treat those as the maximum timeout.
@@ -163,7 +170,10 @@ async fn serve(shipper: &Shipper<S3, S3, CloudWatchLogs>) -> ExitCode {
     }
 }
 
-async fn invoke_once(shipper: &Shipper<S3, S3, CloudWatchLogs>, file: &str) -> ExitCode {
+async fn invoke_once(
+    shipper: &Shipper<S3, AnyCheckpointStore, CloudWatchLogs>,
+    file: &str,
+) -> ExitCode {
     let event: Value = match std::fs::read(file)
         .map_err(|e| e.to_string())
         .and_then(|b| serde_json::from_slice(&b).map_err(|e| e.to_string()))

@@ -178,6 +178,18 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
         self.update(|_| ((), true)).await
     }
 
+    /// Queues ranges now in CloudWatch Logs without writing: the next write of
+    /// this document (a progress write, the completion) records them.
+    pub async fn queue_delivered(&self, key: &ChunkKey, ranges: RangeSet) {
+        if !ranges.is_empty() {
+            self.state
+                .lock()
+                .await
+                .unrecorded
+                .push((key.clone(), ranges));
+        }
+    }
+
     /// Waits before the next try of a retryable failure while the deadline
     /// allows one, or returns the failure.
     async fn pause_or_fail(

@@ -1,5 +1,6 @@
 //! The shipper's configuration (contract v1), parsed once at start-up.
 
+use crate::aws::dynamodb::TableConfig;
 use crate::config::{ConfigError, Env, err};
 use crate::core::batch::{DEFAULT_MAX_EVENT_BYTES, EVENT_OVERHEAD};
 use crate::core::keys::{ChunkKey, DEFAULT_CHECKPOINT_PREFIX, DEFAULT_KEY_PREFIX, TaskRef};
@@ -18,6 +19,9 @@ pub struct Config {
     pub key_prefix: String,
     pub checkpoint_bucket: Option<String>,
     pub checkpoint_prefix: String,
+    /// `LOGDROP_CHECKPOINT_TABLE`: set, checkpoints live in that DynamoDB
+    /// table (cheaper per write); unset, in S3 next to the chunks.
+    pub checkpoint_table: Option<TableConfig>,
     pub timezone: Tz,
     pub create_log_group: bool,
     pub retention_days: Option<u32>,
@@ -79,6 +83,7 @@ impl Config {
             key_prefix,
             checkpoint_bucket: env.get("LOGDROP_CHECKPOINT_BUCKET").map(str::to_string),
             checkpoint_prefix,
+            checkpoint_table: TableConfig::from_env(env)?,
             timezone,
             create_log_group: env.flag("LOGDROP_CREATE_LOG_GROUP", true)?,
             retention_days,

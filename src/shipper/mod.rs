@@ -9,6 +9,7 @@ pub mod outcome;
 pub mod pipeline;
 pub mod poll;
 pub mod pump;
+pub mod segment;
 pub mod sink;
 pub mod trigger;
 

@@ -5,11 +5,13 @@
 use crate::core::checkpoint::LeaseOutcome;
 use crate::core::keys::{ChunkKey, notification_key_candidates};
 use crate::core::ranges::RangeSet;
+use crate::core::segment::SegmentKey;
 use crate::ports::{CheckpointStore, LogSink, Object, ObjectStore, PortError};
 use crate::shipper::Config;
 use crate::shipper::invocation::InvocationState;
 pub use crate::shipper::outcome::{ObjectError, ObjectOutcome, ShipReport};
 use crate::shipper::pump::{Pump, PumpEnd, Pumped};
+use crate::shipper::segment::SegmentJob;
 use crate::shipper::sink::Sender;
 use crate::shipper::trigger::ObjectRef;
 use chrono::{DateTime, Utc};
@@ -35,6 +37,8 @@ pub enum Classified {
     /// A chunk, under one or (when the notification's encoding is ambiguous)
     /// two stored keys, most likely first.
     Chunk(Vec<(String, ChunkKey)>),
+    /// A layout v2 task segment, under its stored key.
+    Segment(String, SegmentKey),
 }
 
 /// Stage 1, pure: what the key is.
@@ -46,6 +50,12 @@ pub fn classify(raw_key: &str, config: &Config) -> Classified {
             reason: "checkpoint object: checkpoints must not trigger the shipper".into(),
         };
     }
+    // A segment key never parses as a v1 key (four components, not five).
+    for k in [decoded.clone(), raw_key.to_string()] {
+        if let Ok(seg) = SegmentKey::parse(&k, &config.key_prefix) {
+            return Classified::Segment(k, seg);
+        }
+    }
     let candidates: Vec<(String, ChunkKey)> =
         notification_key_candidates(raw_key, &config.key_prefix)
             .into_iter()
@@ -53,8 +63,8 @@ pub fn classify(raw_key: &str, config: &Config) -> Classified {
             .collect();
     if candidates.is_empty() {
         let reason = match ChunkKey::parse(&decoded, &config.key_prefix) {
-            Err(e) => format!("not a layout v1 chunk key: {e}"),
-            Ok(_) => "not a layout v1 chunk key".into(),
+            Err(e) => format!("neither a layout v1 chunk nor a v2 segment key: {e}"),
+            Ok(_) => "neither a layout v1 chunk nor a v2 segment key".into(),
         };
         return Classified::Skip {
             key: decoded,
@@ -138,6 +148,15 @@ impl ObjectJob<'_> {
                 return Ok(ObjectOutcome::Skipped { key, reason });
             }
             Classified::Chunk(c) => c,
+            Classified::Segment(key_str, key) => {
+                let job = SegmentJob {
+                    obj: self.obj,
+                    owner: &self.owner,
+                    key_str,
+                    key,
+                };
+                return job.run(deps, state).await;
+            }
         };
         // Two valid readings of the key: the object that exists decides.
         let (key_str, key, prefetched) = match <[_; 1]>::try_from(candidates) {
@@ -268,7 +287,7 @@ impl ObjectJob<'_> {
     }
 }
 
-fn lease_expiry(deadline_ms: i64) -> DateTime<Utc> {
+pub(crate) fn lease_expiry(deadline_ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(deadline_ms.saturating_add(LEASE_MARGIN_MS))
         .unwrap_or_else(Utc::now)
 }

@@ -12,7 +12,7 @@ use serde::Serialize;
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum ObjectOutcome {
-    /// The key is not a v1 chunk key (or is a checkpoint): nothing to ship.
+    /// The key is neither a v1 chunk nor a v2 segment (or is a checkpoint): nothing to ship.
     Skipped {
         key: String,
         reason: String,
@@ -63,6 +63,13 @@ pub enum ObjectError {
         #[source]
         source: Corrupt,
     },
+    /// A v2 segment whose manifest or layout is unusable.
+    #[error("{key}: {source}")]
+    Segment {
+        key: String,
+        #[source]
+        source: crate::core::segment::SegmentError,
+    },
     #[error("{key}: reading the object: {source}")]
     Read {
         key: String,
@@ -91,7 +98,7 @@ impl ObjectError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ObjectError::LeaseHeld { .. } | ObjectError::Deadline { .. } => true,
-            ObjectError::Corrupt { .. } => false,
+            ObjectError::Corrupt { .. } | ObjectError::Segment { .. } => false,
             ObjectError::Read { source, .. } => source.is_retryable(),
             ObjectError::Put { source, .. } => source.is_retryable(),
             ObjectError::Checkpoint { source, .. } => source.is_retryable(),
@@ -103,6 +110,7 @@ impl ObjectError {
         match self {
             ObjectError::LeaseHeld { .. } => "lease_held",
             ObjectError::Corrupt { .. } => "corrupt",
+            ObjectError::Segment { .. } => "bad_segment",
             ObjectError::Read { .. } => "read",
             ObjectError::Put { source, .. } if source.is_ambiguous() => "put_outcome_unknown",
             ObjectError::Put { .. } => "put",
@@ -115,6 +123,7 @@ impl ObjectError {
         match self {
             ObjectError::LeaseHeld { key, .. }
             | ObjectError::Corrupt { key, .. }
+            | ObjectError::Segment { key, .. }
             | ObjectError::Read { key, .. }
             | ObjectError::Put { key, .. }
             | ObjectError::Deadline { key }

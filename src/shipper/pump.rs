@@ -1,5 +1,8 @@
 //! Stage 3 of an object: stream its body through the pipeline into
-//! CloudWatch Logs, one batch in flight, recording progress after each.
+//! CloudWatch Logs, one batch in flight. Progress is written every
+//! `PROGRESS_EVERY_BATCHES` batches only (the completion write records the
+//! rest), so a small object costs no progress write at all; a crash between
+//! two progress writes re-sends at most that many batches.
 
 use crate::core::batch::Batch;
 use crate::core::events::Window;
@@ -46,6 +49,12 @@ pub struct Pump<'r, O, C, L> {
     pub margin_ms: i64,
 }
 
+/// Delivered batches between two progress writes of one object: it bounds what
+/// a crash (Lambda killed, no completion write) re-sends, at most 8 batches of
+/// at most 1 MiB each, and keeps a typical chunk (one or two batches) to the
+/// lease and completion writes only.
+pub const PROGRESS_EVERY_BATCHES: u32 = 8;
+
 type Sent = Result<(Delivered, Batch), (Undelivered, Batch)>;
 
 fn now_ms() -> i64 {
@@ -62,6 +71,8 @@ struct Flow<'r> {
     report: ShipReport,
     /// A delivered batch, to hand back to the pipeline for reuse.
     spare: Option<Batch>,
+    /// Batches delivered since the last progress write.
+    unwritten: u32,
 }
 
 impl<'r, O, C, L> Pump<'r, O, C, L>
@@ -78,6 +89,7 @@ where
             delivered: RangeSet::default(),
             report: ShipReport::default(),
             spare: None,
+            unwritten: 0,
         };
         let object = match prefetched {
             Some(o) => Ok(o),
@@ -244,7 +256,16 @@ where
         r.possible_duplicates += d.unknown_events;
         flow.delivered.union(&d.stored);
         flow.spare = Some(batch);
-        let recorded = self.cp.record_delivered(self.key, d.stored).await;
+        // Queued at once, so any later write of the document carries it.
+        self.cp.queue_delivered(self.key, d.stored).await;
+        flow.unwritten += 1;
+        let recorded = match flow.unwritten >= PROGRESS_EVERY_BATCHES {
+            true => {
+                flow.unwritten = 0;
+                self.cp.update(|_| ((), false)).await
+            }
+            false => Ok(()),
+        };
         if let Some(source) = failure {
             return Err(ObjectError::Put {
                 key: self.key_str.to_string(),

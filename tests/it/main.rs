@@ -15,6 +15,7 @@ mod shipper_cli;
 mod shipper_faults;
 mod shipper_memory;
 mod shipper_reliability;
+mod shipper_segments;
 mod sidecar;
 mod sidecar_faults;
 mod sidecar_proxy;

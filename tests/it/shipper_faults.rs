@@ -291,7 +291,7 @@ async fn a_put_that_is_never_answered_times_out_and_is_sent_once_more() {
     assert_eq!(code, Some(0), "{lines:?}");
     assert_eq!(proxy.requests("logs:PutLogEvents"), 2);
     assert!(
-        lines.iter().any(|l| l["fields"]["message"]
+        lines.iter().any(|l| l["message"]
             .as_str()
             .is_some_and(|m| m.contains("outcome unknown"))),
         "the re-send is logged: {lines:?}"
@@ -360,12 +360,9 @@ async fn sqs_batch_mixing_lease_held_put_failed_poison_missing_and_good_records(
         lines
             .iter()
             .filter(loud)
-            .filter(|l| l["fields"]["kind"] == kind)
+            .filter(|l| l["kind"] == kind)
             .filter(|l| {
-                l["fields"]["key"]
-                    .as_str()
-                    .is_some_and(|k| k.contains(needle))
-                    || l["fields"]["record"] == needle
+                l["key"].as_str().is_some_and(|k| k.contains(needle)) || l["record"] == needle
             })
             .cloned()
             .collect()
@@ -374,7 +371,7 @@ async fn sqs_batch_mixing_lease_held_put_failed_poison_missing_and_good_records(
         let found = about(needle, kind);
         assert_eq!(found.len(), 1, "{needle} {kind}: {lines:#?}");
         assert_eq!(found[0]["level"], level, "{needle}");
-        assert_eq!(found[0]["fields"]["will_retry"], retry, "{needle}");
+        assert_eq!(found[0]["will_retry"], retry, "{needle}");
     };
     one("localhost.2026-11-24.log", "lease_held", "WARN", true);
     one("putfail.log", "put", "ERROR", false);
@@ -383,10 +380,10 @@ async fn sqs_batch_mixing_lease_held_put_failed_poison_missing_and_good_records(
     one("logs/not/a/chunk.gz", "skipped", "WARN", false);
     let done = lines
         .iter()
-        .find(|l| l["fields"]["message"] == "invocation done")
+        .find(|l| l["message"] == "invocation done")
         .expect("summary line");
-    assert_eq!(done["fields"]["missing"], 1);
-    assert_eq!(done["fields"]["failed"], 3);
+    assert_eq!(done["missing"], 1);
+    assert_eq!(done["failed"], 3);
     // The good record is complete.
     assert!(rig.events(&rig.stream("catalina")).await == expected_events(good_file, &content));
 }

@@ -308,3 +308,116 @@ async fn concurrent_invocations_on_chunks_of_one_task_with_dynamodb() {
     want.sort();
     assert_eq!(got, want);
 }
+
+/// `shipper invoke` (the real binary) with checkpoints in `table`: exit code
+/// and stdout.
+async fn invoke_with_table(
+    rig: &Rig,
+    table: &str,
+    event: &serde_json::Value,
+) -> (Option<i32>, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("event.json");
+    std::fs::write(&path, event.to_string()).expect("write event");
+    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipper"));
+    cmd.args(["invoke", "--event", path.to_str().expect("path")])
+        .env_clear()
+        .env("LOGDROP_LOG_GROUP", &rig.group)
+        .env("LOGDROP_CHECKPOINT_TABLE", table)
+        .kill_on_drop(true);
+    for (k, v) in moto().env() {
+        cmd.env(k, v);
+    }
+    // A hang guard only: the run takes seconds.
+    let out = tokio::time::timeout(std::time::Duration::from_secs(300), cmd.output())
+        .await
+        .expect("shipper invoke hung")
+        .expect("run shipper");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        log.contains(&format!("dynamodb:{table}")),
+        "store chosen: {log}"
+    );
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_shipper_binary_keeps_checkpoints_in_the_table() {
+    let rig = Rig::new("ddb-binary").await;
+    let store = table("binary").await;
+    let files = [
+        "localhost_access_log.2026-11-24.txt",
+        "catalina.2026-11-24.log",
+    ];
+    // Two v2 segments, each holding one half of every file.
+    let halves: Vec<Vec<(usize, usize)>> = files
+        .iter()
+        .map(|f| chunk_bounds(f, &corpus(f), 2))
+        .collect();
+    let mut keys = Vec::new();
+    for i in 0..2 {
+        let parts: Vec<logdrop::core::segment::PartBody> = files
+            .iter()
+            .zip(&halves)
+            .map(|(f, b)| logdrop::core::segment::PartBody {
+                file: f.to_string(),
+                generation: 0,
+                start: b[i].0 as u64,
+                end: b[i].1 as u64,
+                gzip: logdrop::generate::gzip(&corpus(f)[b[i].0..b[i].1]),
+            })
+            .collect();
+        let key = logdrop::core::segment::SegmentKey {
+            prefix: "logs".into(),
+            cluster: rig.cluster.clone(),
+            task_id: TASK.into(),
+            seq: i as u64,
+        }
+        .to_string();
+        rig.put_raw(&key, logdrop::core::segment::encode(&parts))
+            .await;
+        keys.push(key);
+    }
+    let event = rig.s3_event(&keys);
+    // The same delivery twice at once, then the trigger's retry of any failure.
+    let (a, b) = tokio::join!(
+        invoke_with_table(&rig, store.table(), &event),
+        invoke_with_table(&rig, store.table(), &event)
+    );
+    for (code, out) in [&a, &b] {
+        assert!(
+            *code == Some(0) || out.contains("holds a lease"),
+            "{code:?} {out}"
+        );
+    }
+    let (code, out) = invoke_with_table(&rig, store.table(), &event).await;
+    assert_eq!(code, Some(0), "{out}");
+    for (file, stem) in [(files[0], "localhost_access_log"), (files[1], "catalina")] {
+        let mut got = rig.events(&rig.stream(stem)).await;
+        let mut want = expected_events(file, &corpus(file));
+        assert_eq!(got.len(), want.len(), "{file}");
+        // Racing invocations may interleave equal timestamps at part edges.
+        got.sort();
+        want.sort();
+        assert!(got == want, "{file}: every event exactly once");
+    }
+    let cp = checkpoint_in(&rig, &store).await;
+    for file in files {
+        let state = &cp.files[file]["0"];
+        assert_eq!(state.shipped.ranges(), &[(0, corpus(file).len() as u64)]);
+        assert!(state.leases.is_empty(), "{:?}", state.leases);
+    }
+    let listed = rig
+        .s3
+        .client()
+        .list_objects_v2()
+        .bucket(&rig.bucket)
+        .prefix("checkpoints/")
+        .send()
+        .await
+        .expect("list");
+    assert_eq!(listed.key_count(), Some(0), "no checkpoint in S3");
+}

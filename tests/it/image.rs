@@ -37,8 +37,8 @@ fn run(cmd: &mut Command, what: &str) -> std::process::Output {
     out
 }
 
-/// Every chunk under `prefix`, in key order (which is file order), gunzipped and joined.
-async fn shipped(rig: &Rig, prefix: &str) -> Vec<u8> {
+/// Every object under `prefix`, in key order, gunzipped.
+async fn objects(rig: &Rig, prefix: &str) -> Vec<Vec<u8>> {
     let list = rig
         .s3
         .client()
@@ -54,7 +54,7 @@ async fn shipped(rig: &Rig, prefix: &str) -> Vec<u8> {
         .filter_map(|o| o.key().map(str::to_string))
         .collect();
     keys.sort();
-    let mut content = Vec::new();
+    let mut out = Vec::new();
     for key in keys {
         let body = rig
             .s3
@@ -64,15 +64,44 @@ async fn shipped(rig: &Rig, prefix: &str) -> Vec<u8> {
             .key(&key)
             .send()
             .await
-            .expect("get chunk")
+            .expect("get object")
             .body
             .collect()
             .await
             .expect("body")
             .to_vec();
-        flate2::read::MultiGzDecoder::new(&body[..])
-            .read_to_end(&mut content)
-            .expect("gunzip");
+        out.push(body);
+    }
+    out
+}
+
+fn gunzip(gz: &[u8]) -> Vec<u8> {
+    let mut content = Vec::new();
+    flate2::read::MultiGzDecoder::new(gz)
+        .read_to_end(&mut content)
+        .expect("gunzip");
+    content
+}
+
+/// What the sidecar shipped of `file`: its layout v1 chunks in key order
+/// (which is file order) and its parts of the task's v2 segments (in
+/// sequence order), joined.
+async fn shipped(rig: &Rig, file: &str) -> Vec<u8> {
+    let mut content = Vec::new();
+    for body in objects(rig, &format!("logs/{}/{TASK}/{file}/0/", rig.cluster)).await {
+        content.extend(gunzip(&body));
+    }
+    for body in objects(rig, &format!("logs/{}/{TASK}/segment/", rig.cluster)).await {
+        let mut head = logdrop::core::segment::HeadReader::default();
+        let (manifest, rest) = head.push(&body).expect("segment").expect("manifest");
+        let mut at = 0usize;
+        for part in &manifest.parts {
+            let len = part.bytes as usize;
+            if part.file == file {
+                content.extend(gunzip(&rest[at..at + len]));
+            }
+            at += len;
+        }
     }
     content
 }
@@ -155,8 +184,7 @@ async fn image_ships_the_log_directory_once() {
     );
 
     for file in files {
-        let prefix = format!("logs/{}/{TASK}/{file}/0/", rig.cluster);
-        let got = shipped(&rig, &prefix).await;
+        let got = shipped(&rig, file).await;
         assert!(
             got == corpus(file),
             "{file}: {} bytes shipped of {}",

@@ -66,7 +66,8 @@ struct State {
     /// Ranges in CloudWatch Logs that no successful write has recorded yet.
     /// Every later write of this document carries them, whichever object's
     /// write it is, so a failed progress write does not re-send the batch.
-    unrecorded: Vec<(ChunkKey, RangeSet)>,
+    /// A completion may also name the lease owner it releases.
+    unrecorded: Vec<(ChunkKey, RangeSet, Option<String>)>,
 }
 
 /// Pause before transient retry `attempt` (1-based): exponential, jittered.
@@ -118,8 +119,8 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
                 },
             };
             let now = chrono::Utc::now();
-            for (key, ranges) in &state.unrecorded {
-                doc.record(key, ranges, None, now);
+            for (key, ranges, release) in &state.unrecorded {
+                doc.record(key, ranges, release.as_deref(), now);
             }
             let (result, write) = intent(&mut doc);
             if !write && state.unrecorded.is_empty() {
@@ -174,7 +175,7 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
             .lock()
             .await
             .unrecorded
-            .push((key.clone(), ranges));
+            .push((key.clone(), ranges, None));
         self.update(|_| ((), true)).await
     }
 
@@ -186,8 +187,35 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
                 .lock()
                 .await
                 .unrecorded
-                .push((key.clone(), ranges));
+                .push((key.clone(), ranges, None));
         }
+    }
+
+    /// Queues an object's completion: its shipped ranges and the release of
+    /// its lease, written by the next write of the document (at the latest
+    /// the invocation's `flush`), so objects of one task share one write.
+    pub async fn queue_completion(&self, key: &ChunkKey, ranges: RangeSet, owner: &str) {
+        self.state
+            .lock()
+            .await
+            .unrecorded
+            .push((key.clone(), ranges, Some(owner.to_string())));
+    }
+
+    /// The invocation's last write of this document: every queued completion,
+    /// and the release of every lease this invocation still holds (owners
+    /// starting with `owner_prefix`: objects it leased but never pumped).
+    pub async fn flush(&self, owner_prefix: &str) -> Result<(), CheckpointError> {
+        self.update(|doc| {
+            let mut dropped = false;
+            for state in doc.files.values_mut().flat_map(|g| g.values_mut()) {
+                let before = state.leases.len();
+                state.leases.retain(|l| !l.owner.starts_with(owner_prefix));
+                dropped |= state.leases.len() != before;
+            }
+            ((), dropped)
+        })
+        .await
     }
 
     /// Waits before the next try of a retryable failure while the deadline

@@ -1,5 +1,6 @@
 //! The Lambda handler: trigger in, per-record results out.
 
+use crate::core::keys::TaskRef;
 use crate::ports::{CheckpointStore, LogSink, ObjectStore};
 use crate::shipper::Config;
 use crate::shipper::invocation::{
@@ -7,6 +8,7 @@ use crate::shipper::invocation::{
 };
 use crate::shipper::object::{Deps, ObjectJob};
 use crate::shipper::outcome::{ObjectError, ObjectOutcome};
+use crate::shipper::prelease;
 use crate::shipper::sink::Sender;
 use crate::shipper::trigger::{self, Record, TriggerKind};
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
@@ -87,6 +89,9 @@ pub struct RecordReport {
     #[serde(skip)]
     pub retryable: bool,
     pub objects: Vec<ObjectOutcome>,
+    /// The checkpoint documents (bucket, task) its objects use.
+    #[serde(skip)]
+    pub documents: Vec<(String, TaskRef)>,
 }
 
 pub struct Shipper<O, C, L> {
@@ -135,11 +140,28 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
             config: &self.config,
         };
         let before = self.sender.unknown_outcomes();
-        let reports: Vec<RecordReport> = futures::stream::iter(trigger.records.iter().enumerate())
-            .map(|(i, r)| record(&deps, &state, r, i))
-            .buffered(self.config.object_concurrency)
-            .collect()
-            .await;
+        prelease::prelease(&trigger.records, &self.config, &state).await;
+        let mut reports: Vec<RecordReport> =
+            futures::stream::iter(trigger.records.iter().enumerate())
+                .map(|(i, r)| record(&deps, &state, r, i))
+                .buffered(self.config.object_concurrency)
+                .collect()
+                .await;
+        // The completions of every object, one write per task document. A
+        // record is only done once its objects' completions are written.
+        for (doc, result) in state.flush().await {
+            let Err(e) = result else { continue };
+            tracing::error!(checkpoint = doc.1.checkpoint_key(&self.config.checkpoint_prefix), error = %e, "could not record the invocation's progress; its leases expire by themselves");
+            for r in reports
+                .iter_mut()
+                .filter(|r| r.ok && r.documents.contains(&doc))
+            {
+                tracing::error!(record = r.id, kind = "checkpoint", will_retry = e.is_retryable(), error = %e, "record failed");
+                r.ok = false;
+                r.error = Some(e.to_string());
+                r.retryable = e.is_retryable();
+            }
+        }
         let failed: Vec<&RecordReport> = reports.iter().filter(|r| !r.ok).collect();
         let missing = reports
             .iter()
@@ -204,6 +226,7 @@ where
         error: None,
         retryable: true,
         objects: Vec::new(),
+        documents: Vec::new(),
     };
     let objects = match &record.objects {
         Ok(o) => o,
@@ -222,9 +245,12 @@ where
         }
     };
     for (j, obj) in objects.iter().enumerate() {
+        if let Some(doc) = prelease::document_of(&obj.raw_key, &obj.bucket, deps.config) {
+            report.documents.push(doc);
+        }
         let job = ObjectJob {
             obj,
-            owner: format!("{}/{index}.{j}", state.inv.request_id),
+            owner: prelease::owner(&state.inv.request_id, index, j),
         };
         match job.run(deps, state).await {
             Ok(outcome) => report.objects.push(outcome),

@@ -1,9 +1,11 @@
 //! One invocation's state, shared by its records: what the runtime told us,
 //! a checkpointer per task document and a turn per log stream.
 
+use crate::core::checkpoint::LeaseOutcome;
 use crate::core::keys::TaskRef;
+use crate::core::ranges::RangeSet;
 use crate::ports::CheckpointStore;
-use crate::shipper::checkpoint::Checkpointer;
+use crate::shipper::checkpoint::{CheckpointError, Checkpointer};
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -42,7 +44,12 @@ pub struct InvocationState<'a, C> {
     /// One turn at a time per log stream, in record order, so chunks of a file
     /// delivered together land in file order even where timestamps tie.
     streams: Mutex<HashMap<String, Arc<Mutex<()>>>>,
+    /// Leases taken for objects before their turn, by lease owner: what the
+    /// shared lease write found for each (`handler::prelease`).
+    preleased: Mutex<HashMap<String, (LeaseOutcome, RangeSet)>>,
 }
+
+type FlushResults = Vec<((String, TaskRef), Result<(), CheckpointError>)>;
 
 impl<'a, C: CheckpointStore> InvocationState<'a, C> {
     pub fn new(
@@ -58,6 +65,7 @@ impl<'a, C: CheckpointStore> InvocationState<'a, C> {
             checkpoint_prefix,
             checkpointers: Mutex::new(HashMap::new()),
             streams: Mutex::new(HashMap::new()),
+            preleased: Mutex::new(HashMap::new()),
         }
     }
 
@@ -75,6 +83,38 @@ impl<'a, C: CheckpointStore> InvocationState<'a, C> {
             .or_default()
             .clone();
         lock.lock_owned().await
+    }
+
+    /// Lease owners of this invocation all start with this.
+    pub fn owner_prefix(&self) -> String {
+        format!("{}/", self.inv.request_id)
+    }
+
+    pub async fn set_preleased(&self, owner: String, outcome: (LeaseOutcome, RangeSet)) {
+        self.preleased.lock().await.insert(owner, outcome);
+    }
+
+    /// What the shared lease write found for this owner's object, if it had one.
+    pub async fn take_preleased(&self, owner: &str) -> Option<(LeaseOutcome, RangeSet)> {
+        self.preleased.lock().await.remove(owner)
+    }
+
+    /// The last write of every task document: queued completions recorded,
+    /// every lease of this invocation released. One result per document.
+    pub async fn flush(&self) -> FlushResults {
+        let all: Vec<_> = self
+            .checkpointers
+            .lock()
+            .await
+            .iter()
+            .map(|(k, cp)| (k.clone(), cp.clone()))
+            .collect();
+        let prefix = self.owner_prefix();
+        let mut out = Vec::with_capacity(all.len());
+        for (k, cp) in all {
+            out.push((k, cp.flush(&prefix).await));
+        }
+        out
     }
 
     pub async fn checkpointer(&self, bucket: &str, task: &TaskRef) -> Arc<Checkpointer<'a, C>> {

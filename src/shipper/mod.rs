@@ -8,6 +8,7 @@ pub mod object;
 pub mod outcome;
 pub mod pipeline;
 pub mod poll;
+pub mod prelease;
 pub mod pump;
 pub mod segment;
 pub mod sink;

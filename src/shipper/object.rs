@@ -182,20 +182,26 @@ impl ObjectJob<'_> {
             source,
         };
 
-        // Stage 2: the lease.
-        let (now, expires) = (Utc::now(), lease_expiry(state.inv.deadline_ms));
-        let (outcome, shipped) = cp
-            .update(|doc| {
-                let outcome = doc.try_lease(&key, &self.owner, now, expires);
-                let shipped = doc
-                    .file(&key)
-                    .map(|f| f.shipped.clone())
-                    .unwrap_or_default();
-                let write = outcome == LeaseOutcome::Taken;
-                ((outcome, shipped), write)
-            })
-            .await
-            .map_err(checkpoint_error)?;
+        // Stage 2: the lease, taken already by the invocation's shared lease
+        // write for this task, or now.
+        let preleased = state.take_preleased(&self.owner).await;
+        let (outcome, shipped) = match preleased {
+            Some(p) => p,
+            None => {
+                let (now, expires) = (Utc::now(), lease_expiry(state.inv.deadline_ms));
+                cp.update(|doc| {
+                    let outcome = doc.try_lease(&key, &self.owner, now, expires);
+                    let shipped = doc
+                        .file(&key)
+                        .map(|f| f.shipped.clone())
+                        .unwrap_or_default();
+                    let write = outcome == LeaseOutcome::Taken;
+                    ((outcome, shipped), write)
+                })
+                .await
+                .map_err(checkpoint_error)?
+            }
+        };
         match outcome {
             LeaseOutcome::AlreadyShipped => {
                 tracing::info!(key = key_str, "already shipped; nothing to do");
@@ -226,25 +232,15 @@ impl ObjectJob<'_> {
         };
         let pumped = pump.run(prefetched, shipped).await;
 
-        // Stage 4: settle, in one write that also releases the lease.
+        // Stage 4: settle. The record and the lease release are queued: the
+        // next write of the task's document carries them, at the latest the
+        // invocation's flush (whose failure fails this record).
         let Settlement { record, result } = settle(&key, &key_str, pumped);
         if let Ok(ObjectOutcome::Missing { key }) = &result {
             self.log_missing(key, "");
         }
-        let released = cp
-            .update(|doc| {
-                doc.record(&key, &record, Some(&self.owner), Utc::now());
-                ((), true)
-            })
-            .await;
-        match (result, released) {
-            (r, Ok(())) => r,
-            (Ok(_), Err(e)) => Err(checkpoint_error(e)),
-            (Err(e), Err(release)) => {
-                tracing::error!(key = key_str, error = %release, "could not record progress and release the lease; it expires by itself");
-                Err(e)
-            }
-        }
+        cp.queue_completion(&key, record, &self.owner).await;
+        result
     }
 
     /// Opens the first candidate that exists.

@@ -274,35 +274,23 @@ impl SegmentJob<'_> {
             }
         }
 
-        // One write records every part and drops every lease of this segment.
-        let released = cp
-            .update(|doc| {
-                let now = chrono::Utc::now();
-                for (i, k) in parts.iter().enumerate() {
-                    let none = RangeSet::default();
-                    let record = records
-                        .iter()
-                        .find(|(j, _)| *j == i)
-                        .map_or(&none, |(_, r)| r);
-                    doc.record(k, record, Some(&self.part_owner(i)), now);
-                }
-                ((), true)
-            })
-            .await;
-        let result = match failure {
+        // Every part recorded and every lease of this segment dropped, queued
+        // for the next write of the document (at the latest the invocation's
+        // flush): segments and chunks of one task share that write.
+        for (i, k) in parts.iter().enumerate() {
+            let record = records
+                .iter()
+                .find(|(j, _)| *j == i)
+                .map(|(_, r)| r.clone())
+                .unwrap_or_default();
+            cp.queue_completion(k, record, &self.part_owner(i)).await;
+        }
+        match failure {
             Some(e) => Err(e),
             None => Ok(ObjectOutcome::Shipped {
                 key: key_str.to_string(),
                 report: total,
             }),
-        };
-        match (result, released) {
-            (r, Ok(())) => r,
-            (Ok(_), Err(e)) => Err(checkpoint_error(e)),
-            (Err(e), Err(release)) => {
-                tracing::error!(key = key_str, error = %release, "could not record progress and release the leases; they expire by themselves");
-                Err(e)
-            }
         }
     }
 }

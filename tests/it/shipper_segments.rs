@@ -261,3 +261,39 @@ async fn an_sqs_batch_of_two_tasks_writes_two_leases_and_two_completions() {
         Some(&"2".to_string())
     );
 }
+
+#[tokio::test]
+async fn one_batch_of_v1_chunks_and_a_segment_of_one_task_writes_three_times() {
+    let rig = Rig::new("seg-v1-batch").await;
+    // The first half of every file as v1 chunks, the second halves in one segment.
+    let mut bodies = Vec::new();
+    let mut parts = Vec::new();
+    for (n, (file, _)) in FILES.iter().enumerate() {
+        let content = corpus(file);
+        let b = chunk_bounds(file, &content, 2);
+        let key = rig.upload_chunk(file, &content, b[0].0, b[0].1).await;
+        bodies.push((format!("v1-{n}"), rig.s3_event(&[key]).to_string()));
+        parts.push(part(file, &content, b[1].0, b[1].1));
+    }
+    let seg = seg_key(&rig, TASK, 0).to_string();
+    rig.put_raw(&seg, segment::encode(&parts)).await;
+    bodies.push(("v2".into(), rig.s3_event(&[seg]).to_string()));
+    let shipper = logdrop::shipper::Shipper::new(
+        rig.s3.clone(),
+        Counting {
+            inner: rig.s3.clone(),
+            saves: AtomicU64::new(0),
+        },
+        rig.logs.clone(),
+        rig.config(&[]),
+    );
+    let r = shipper
+        .handle(&rig.sqs_event(&bodies), &inv("mixed"))
+        .await
+        .expect("handled");
+    assert!(!r.has_failures(), "{:?}", r.to_json());
+    // One shared lease write for the three chunks, one for the segment's
+    // parts, one completion write for all of them (no progress writes).
+    assert_eq!(shipper.checkpoints.saves.load(Ordering::SeqCst), 3);
+    assert_corpus_exactly_once(&rig, false).await;
+}

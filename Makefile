@@ -15,7 +15,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SAM := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam
 TEMPLATES := template.yaml examples/ecs-task.yaml
 
-.PHONY: all venv podman test lint demo invoke invoke-aws build sidecar image deploy bench lock clean
+.PHONY: all venv podman test lint demo invoke invoke-aws build sidecar image deploy bench bench-cost lock clean
 
 all: test
 
@@ -92,10 +92,14 @@ deploy: $(VENV)/.build-installed
 	$(SAM) build
 	if [ -f samconfig.toml ]; then $(SAM) deploy; else $(SAM) deploy --guided; fi
 
-bench: venv sidecar
+bench: venv sidecar bench-cost
 	cargo bench --bench core
 	python3 scripts/bench-report.py | tee target/bench-core.md
 	SIDECAR=target/sidecar-$(SIDECAR_TARGET) scripts/bench-e2e.sh
+
+# Requests counted by kind and priced per task-month, with p50/p99 lag (issue 9).
+bench-cost: venv
+	scripts/bench-cost.sh
 
 lock:
 	rm -rf /tmp/logdrop-lock && python3 -m venv /tmp/logdrop-lock

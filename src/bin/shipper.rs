@@ -76,7 +76,8 @@ async fn main() -> ExitCode {
     let sdk = shipper_sdk_config().await;
     // Built on the same SDK config, so the store has the shipper's timeouts.
     let checkpoints = AnyCheckpointStore::new(&sdk, config.checkpoint_table.as_ref());
-    tracing::info!(
+    // Debug: at INFO every line belongs to an invocation (Lambda's request id).
+    tracing::debug!(
         checkpoint_store = checkpoints.describe(),
         "checkpoint store"
     );

@@ -310,7 +310,8 @@ async fn concurrent_invocations_on_chunks_of_one_task_with_dynamodb() {
 }
 
 /// `shipper invoke` (the real binary) with checkpoints in `table`: exit code
-/// and stdout.
+/// and stdout. (The caller proves the store was chosen: the checkpoint is in
+/// the table and none is in the bucket.)
 async fn invoke_with_table(
     rig: &Rig,
     table: &str,
@@ -333,11 +334,6 @@ async fn invoke_with_table(
         .await
         .expect("shipper invoke hung")
         .expect("run shipper");
-    let log = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(
-        log.contains(&format!("dynamodb:{table}")),
-        "store chosen: {log}"
-    );
     (
         out.status.code(),
         String::from_utf8_lossy(&out.stdout).into_owned(),

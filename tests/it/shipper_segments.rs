@@ -297,3 +297,49 @@ async fn one_batch_of_v1_chunks_and_a_segment_of_one_task_writes_three_times() {
     assert_eq!(shipper.checkpoints.saves.load(Ordering::SeqCst), 3);
     assert_corpus_exactly_once(&rig, false).await;
 }
+
+#[tokio::test]
+async fn hostile_manifests_and_trailing_bytes_are_poison() {
+    let rig = Rig::new("seg-hostile").await;
+    // Overlapping parts of one file: refused before anything is leased.
+    let json = br#"{"version":2,"parts":[{"file":"a.log","generation":0,"start":0,"end":10,"bytes":5},{"file":"a.log","generation":0,"start":5,"end":20,"bytes":5}]}"#;
+    let overlap = seg_key(&rig, TASK, 0).to_string();
+    rig.put_raw(&overlap, logdrop::generate::gzip(json)).await;
+    // A manifest that inflates past its limit.
+    let huge = seg_key(&rig, TASK, 1).to_string();
+    let pad = format!(
+        "{{\"version\":2,\"parts\":[],\"pad\":\"{}\"}}",
+        "x".repeat(segment::MAX_MANIFEST_BYTES)
+    );
+    rig.put_raw(&huge, logdrop::generate::gzip(pad.as_bytes()))
+        .await;
+    for key in [&overlap, &huge] {
+        let e = rig
+            .shipper()
+            .handle(&rig.s3_event(std::slice::from_ref(key)), &inv("h"))
+            .await
+            .expect_err("hostile");
+        assert_eq!(e.error_type(), "Poison", "{e}");
+        assert!(e.to_string().contains(key.as_str()), "{e}");
+    }
+    // A good segment with junk after its last part: shipped, then Poison.
+    let (file, stem) = FILES[1];
+    let content = corpus(file);
+    let mut body = segment::encode(&[part(file, &content, 0, content.len())]);
+    body.extend_from_slice(b"junk");
+    let trailing = seg_key(&rig, TASK, 2).to_string();
+    rig.put_raw(&trailing, body).await;
+    let e = rig
+        .shipper()
+        .handle(&rig.s3_event(std::slice::from_ref(&trailing)), &inv("t"))
+        .await
+        .expect_err("trailing");
+    assert_eq!(e.error_type(), "Poison");
+    assert!(e.to_string().contains("4 bytes after its last part"), "{e}");
+    assert!(rig.events(&rig.stream(stem)).await == expected_events(file, &content));
+    let cp = rig.checkpoint().await;
+    assert_eq!(
+        cp.files[file]["0"].shipped.ranges(),
+        &[(0, content.len() as u64)]
+    );
+}

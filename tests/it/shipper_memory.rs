@@ -142,3 +142,55 @@ async fn memory_stays_flat_on_hostile_objects() {
         );
     }
 }
+
+/// The same hostile bodies as the two parts of one v2 segment: parts are
+/// decoded one at a time, so the peak is that of one object.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_stays_flat_on_a_hostile_segment() {
+    let rig = Rig::new("hostile-seg").await;
+    let line = b"10.0.0.1 - - [24/Nov/2026:10:00:00 +0000] \"GET /health HTTP/1.1\" 200 2\n";
+    let n = object_bytes();
+    let access = n - n % line.len();
+    let parts = [
+        ("one-line.2026-11-24.log", gzip_repeated(b"x", n), n),
+        (
+            "localhost_access_log.2026-11-24.txt",
+            gzip_repeated(line, access),
+            access,
+        ),
+    ]
+    .map(|(file, gzip, len)| logdrop::core::segment::PartBody {
+        file: file.into(),
+        generation: 0,
+        start: 0,
+        end: len as u64,
+        gzip,
+    });
+    let key = logdrop::core::segment::SegmentKey {
+        prefix: "logs".into(),
+        cluster: rig.cluster.clone(),
+        task_id: TASK.into(),
+        seq: 0,
+    }
+    .to_string();
+    rig.put_raw(&key, logdrop::core::segment::encode(&parts))
+        .await;
+    let rule: Rule = Box::new(|req, _| match req.target {
+        Some(_) => Fault::Accept,
+        None => Fault::Pass,
+    });
+    let proxy = FaultProxy::start(&moto().endpoint, rule).await;
+    let (endpoint, group, event) = (
+        proxy.endpoint.clone(),
+        rig.group.clone(),
+        rig.s3_event(&[key]),
+    );
+    let (code, peak_kib, stdout) =
+        tokio::task::spawn_blocking(move || invoke_measured(&endpoint, &group, &event))
+            .await
+            .expect("join");
+    eprintln!("segment of two {n}-byte parts: peak RSS {peak_kib} KiB");
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("\"shipped\""), "{stdout}");
+    assert!(peak_kib <= PEAK_LIMIT_KIB, "peak RSS {peak_kib} KiB");
+}

@@ -109,7 +109,8 @@ async fn an_s3_endpoint_that_never_answers_times_out_and_recovers() {
     let mut s = SidecarRig::new("sc-hung").await;
     let proxy = Proxy::start();
     s.endpoint = Some(proxy.endpoint());
-    s.extra_env = vec![("LOGDROP_UPLOAD_TIMEOUT".into(), "1s".into())];
+    // Long enough for any answer moto gives on a busy machine, short enough to show.
+    s.extra_env = vec![("LOGDROP_UPLOAD_TIMEOUT".into(), "3s".into())];
     proxy.set(Mode::Blackhole);
     let file = "localhost_access_log.2026-11-24.txt";
     let content = access_lines(0, 200);

@@ -5,7 +5,7 @@
 use crate::moto::moto;
 use crate::rig::*;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 const TAG: &str = "localhost/logdrop-sidecar:it";
@@ -192,7 +192,12 @@ async fn image_ships_the_log_directory_once() {
             corpus(file).len()
         );
     }
-    let state = logs.path().join(".logdrop/state.json");
-    assert!(Path::new(&state).exists(), "state written on the volume");
+    // State version 2: the task record, one record per file, the segment counter.
+    let state = logs.path().join(".logdrop");
+    for name in ["task.json", "segment.json"] {
+        assert!(state.join(name).exists(), "{name} written on the volume");
+    }
+    let records = std::fs::read_dir(state.join("files")).map_or(0, |d| d.count());
+    assert_eq!(records, files.len(), "one record per file on the volume");
     let _ = podman().args(["rmi", "-f", TAG]).output();
 }

@@ -144,7 +144,7 @@ pub enum SegmentError {
     Invalid(String),
     #[error("segment body ended inside part {part} ({missing} compressed bytes missing)")]
     Truncated { part: usize, missing: u64 },
-    #[error("segment body has {0} bytes after its last part")]
+    #[error("segment body has bytes after its last part (at least {0})")]
     Trailing(u64),
 }
 

@@ -135,7 +135,9 @@ where
         // The same span the Lambda runtime opens, so each line names its
         // batch. The batch is finished even when shutdown comes meanwhile:
         // what it shipped must be deleted, or it comes (harmlessly) again.
-        let request_id = format!("poll-{}", messages[0].id);
+        // Unique per receive: a redelivered message keeps its id, and two
+        // pollers must never share a lease owner.
+        let request_id = format!("poll-{}-{:016x}", messages[0].id, fastrand::u64(..));
         let span = tracing::info_span!("poll", requestId = request_id.as_str());
         let inv = Invocation {
             request_id,

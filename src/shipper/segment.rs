@@ -262,9 +262,13 @@ impl SegmentJob<'_> {
         }
         if failure.is_none() {
             let mut s = src.lock().await;
+            // One trailing byte is enough to fail: a hostile body of endless
+            // garbage after the last part must not be read to its end.
             let mut extra = s.leftover.len() as u64;
-            while let Some(Ok(b)) = s.body.next().await {
-                extra += b.len() as u64;
+            if extra == 0
+                && let Some(Ok(b)) = s.body.next().await
+            {
+                extra = b.len() as u64;
             }
             if extra > 0 {
                 failure = Some(ObjectError::Segment {

@@ -67,9 +67,9 @@ impl<S: ObjectStore> Sidecar<S> {
                     "state belongs to another task; starting afresh"
                 );
                 state.reset()?;
-                (BTreeMap::new(), SegmentDoc::default())
+                (BTreeMap::new(), SegmentDoc::fresh())
             }
-            None => (BTreeMap::new(), SegmentDoc::default()),
+            None => (BTreeMap::new(), SegmentDoc::fresh()),
         };
         let task = TaskDoc {
             version: state::STATE_VERSION,

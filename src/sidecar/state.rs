@@ -37,6 +37,21 @@ pub struct SegmentDoc {
     pub uploading: Option<SegmentIntent>,
 }
 
+impl SegmentDoc {
+    /// The counter of a state that has none yet starts at the current time in
+    /// milliseconds, not 0: if a task's state is lost while its task id stays
+    /// (a state directory off the shared volume, deleted by hand), the new
+    /// keys must not overwrite the segments the old state already uploaded,
+    /// some of which may still wait in the queue. One segment per upload keeps
+    /// the counter far behind the clock, so a later fresh start is beyond it.
+    pub fn fresh() -> Self {
+        SegmentDoc {
+            next_seq: u64::try_from(chrono::Utc::now().timestamp_millis()).unwrap_or(0),
+            ..SegmentDoc::default()
+        }
+    }
+}
+
 impl Default for SegmentDoc {
     fn default() -> Self {
         SegmentDoc {
@@ -211,7 +226,7 @@ impl StateDir {
         // A v1 file left by a crash during its migration: the v2 records won.
         let _ = std::fs::remove_file(&v1_path);
         let seg_path = self.dir.join(SEGMENT_FILE);
-        let segment = Self::read_json::<SegmentDoc>(&seg_path)?.unwrap_or_default();
+        let segment = Self::read_json::<SegmentDoc>(&seg_path)?.unwrap_or_else(SegmentDoc::fresh);
         if segment.version != STATE_VERSION {
             return Err(StateError::Invalid {
                 path: seg_path,

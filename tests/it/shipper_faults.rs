@@ -25,10 +25,17 @@ fn through(
     rig: &Rig,
     extra: &[(&str, &str)],
 ) -> Shipper<S3, S3, CloudWatchLogs> {
+    // Generous timeouts: here only the injected faults may be ambiguous, not
+    // a slow answer of a busy machine (the shipper's own 4 s attempt limit is
+    // tested with the binary and a stalled call).
+    let patient = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .operation_attempt_timeout(std::time::Duration::from_secs(60))
+        .build();
     let sdk = proxy
         .sdk_config()
         .into_builder()
-        .timeout_config(logdrop::aws::timeouts::shipper())
+        .timeout_config(patient)
         .build();
     Shipper::new(
         S3::new(&sdk),

@@ -42,6 +42,8 @@ async fn random_writes_then_sigterm(name: &str, layout: &str) {
     for w in writers {
         w.join().expect("writer");
     }
+    // The stop must reach a running sidecar, however slow its start.
+    wait_for_log(&s, "sidecar starting").await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     signal(&child, libc::SIGTERM);
     let status =
@@ -232,7 +234,10 @@ async fn sigterm_ships_held_events_and_partial_lines() {
     let partial = b"1.1.1.1 - - [24/Nov/2026:10:00:00 +0000] \"GET /half".to_vec();
     append(&s.path("localhost.2026-11-24.log"), &juli);
     append(&s.path("localhost_access_log.2026-11-24.txt"), &partial);
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Both files seen (and the signal handlers installed, which happens
+    // before the first pass) before the stop, however slow the machine.
+    wait_for_log(&s, "localhost_access_log.2026-11-24.txt").await;
+    wait_for_log(&s, "localhost.2026-11-24.log").await;
     assert!(s.chunks().await.is_empty(), "held until the stop");
     let stop = Instant::now();
     signal(&child, libc::SIGTERM);

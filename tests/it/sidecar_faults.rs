@@ -29,18 +29,6 @@ fn chown_nobody(path: &Path) {
     std::os::unix::fs::chown(path, Some(NOBODY), Some(NOBODY)).unwrap();
 }
 
-async fn wait_for_log(s: &SidecarRig, text: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !s.log().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "no `{text}` after 60 s\n{}",
-            s.log()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 async fn objects_in_bucket(s: &SidecarRig) -> usize {
     let out = s
         .rig

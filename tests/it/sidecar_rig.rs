@@ -388,3 +388,16 @@ pub async fn wait_until_shipped(s: &SidecarRig, file: &str, generation: u64, len
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Waits until the sidecar has logged `text` (60 s only guard against a hang).
+pub async fn wait_for_log(s: &SidecarRig, text: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !s.log().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "no `{text}` after 60 s\n{}",
+            s.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

@@ -68,7 +68,8 @@ async fn files_cut_at_one_moment_share_one_segment_that_round_trips() {
     f.pending_since = Some(Instant::now() - Duration::from_secs(61));
     s.pass(Mode::Follow).await.unwrap();
     let keys = store.keys();
-    assert_eq!(keys, ["logs/c/t/segment/000000000000000.gz"]);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with("logs/c/t/segment/"), "{keys:?}");
     let m = assert_parts_are_file_bytes(&store, dir.path(), &keys[0]);
     let got: Vec<(&str, u64, u64)> = m
         .parts
@@ -194,7 +195,8 @@ async fn a_crash_during_an_upload_reuploads_the_same_segment_first() {
     assert_eq!(keys[1], interrupted, "the recorded segment goes first");
     // `Recording::put` also refuses a second upload of a key with other bytes.
     assert_eq!(store.store.body("b", &interrupted).unwrap(), first);
-    assert_eq!(keys[2], "logs/c/t/segment/000000000000001.gz");
+    let seq = |k: &str| SegmentKey::parse(k, "logs").unwrap().seq;
+    assert_eq!(seq(&keys[2]), seq(&interrupted) + 1, "{keys:?}");
     store.assert_tiles(ACCESS, 0, &[a, a2].concat());
     store.assert_tiles(JULI, 0, &[j, j2].concat());
 }

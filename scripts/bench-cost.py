@@ -240,7 +240,11 @@ def run_cell(i, rate, flush, args, moto, urls, recorder):
 
 
 def is_access_upload(r):
-    return r["role"] == "sidecar" and r["op"] == "PutObject" and "localhost_access_log" in r["key"]
+    """An upload that carries the busy access file: its v1 chunk, or any
+    layout 2 segment (every flush's segment holds the access file's bytes)."""
+    key = r["key"]
+    return (r["role"] == "sidecar" and r["op"] == "PutObject"
+            and ("localhost_access_log" in key or "/segment/" in key))
 
 
 def summarise(rate, flush, recs, poller, writer, got, boot_ms, started, stopped):

@@ -11,7 +11,6 @@ use logdrop::ports::{CheckpointStore, PortError, Precondition};
 use logdrop::shipper::Shipper;
 use logdrop::shipper::checkpoint::Checkpointer;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
 
 /// moto checks a write's condition and then writes, without a lock, so two
 /// writers racing through its threads can both "win"; AWS does both in one
@@ -232,32 +231,6 @@ async fn dynamodb_store_conforms() {
     );
 }
 
-/// A checkpoint store whose Nth `save` (1-based) fails as a throttle would.
-struct FailingSave<C> {
-    inner: C,
-    fail_on: u32,
-    saves: AtomicU32,
-}
-
-impl<C: CheckpointStore> CheckpointStore for FailingSave<C> {
-    async fn load(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>, PortError> {
-        self.inner.load(bucket, key).await
-    }
-
-    async fn save(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Vec<u8>,
-        cond: Precondition,
-    ) -> Result<String, PortError> {
-        if self.saves.fetch_add(1, Ordering::SeqCst) + 1 == self.fail_on {
-            return Err(PortError::Transient("injected throttling".into()));
-        }
-        self.inner.save(bucket, key, body, cond).await
-    }
-}
-
 /// One object of one batch: save 1 takes the lease, 2 records the batch, 3
 /// completes. Fails save `fail_on` of the first delivery, then redelivers
 /// through `store` untouched. Whichever write fails after `PutLogEvents`
@@ -266,17 +239,13 @@ impl<C: CheckpointStore> CheckpointStore for FailingSave<C> {
 async fn failed_write_then_redelivery<C: CheckpointStore + Clone>(
     rig: &Rig,
     store: C,
-    fail_on: u32,
+    fail_on: u64,
 ) {
     let file = "localhost_access_log.2026-11-24.txt";
     let content = logdrop::generate::access_log(200 << 10, 5, hours_ago(1));
     let key = rig.upload_chunk(file, &content, 0, content.len()).await;
     let event = rig.s3_event(std::slice::from_ref(&key));
-    let failing = FailingSave {
-        inner: store.clone(),
-        fail_on,
-        saves: AtomicU32::new(0),
-    };
+    let failing = FailingSaves::new(store.clone(), fail_on..=fail_on);
     let first = Shipper::new(rig.s3.clone(), failing, rig.logs.clone(), rig.config(&[]));
     let outcome = first.handle(&event, &inv(&format!("fail{fail_on}"))).await;
     let want = expected_events(file, &content);

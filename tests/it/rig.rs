@@ -287,3 +287,52 @@ pub fn chunk_bounds(file: &str, content: &[u8], n: usize) -> Vec<(usize, usize)>
     cuts.push(content.len());
     cuts.windows(2).map(|w| (w[0], w[1])).collect()
 }
+
+/// A checkpoint store whose listed `save` calls (1-based) fail as transient
+/// errors (a throttle would) without writing: the failures between a
+/// successful put and its record.
+pub struct FailingSaves<C> {
+    pub inner: C,
+    pub fail: std::ops::RangeInclusive<u64>,
+    pub saves: std::sync::atomic::AtomicU64,
+}
+
+impl<C> FailingSaves<C> {
+    pub fn new(inner: C, fail: std::ops::RangeInclusive<u64>) -> Self {
+        FailingSaves {
+            inner,
+            fail,
+            saves: Default::default(),
+        }
+    }
+
+    pub fn count(&self) -> u64 {
+        self.saves.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+impl<C: logdrop::ports::CheckpointStore> logdrop::ports::CheckpointStore for FailingSaves<C> {
+    async fn load(
+        &self,
+        bucket: &str,
+        key: &str,
+    ) -> Result<Option<(Vec<u8>, String)>, logdrop::ports::PortError> {
+        self.inner.load(bucket, key).await
+    }
+
+    async fn save(
+        &self,
+        bucket: &str,
+        key: &str,
+        body: Vec<u8>,
+        cond: logdrop::ports::Precondition,
+    ) -> Result<String, logdrop::ports::PortError> {
+        let n = self.saves.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        if self.fail.contains(&n) {
+            return Err(logdrop::ports::PortError::Transient(
+                "injected checkpoint failure".into(),
+            ));
+        }
+        self.inner.save(bucket, key, body, cond).await
+    }
+}

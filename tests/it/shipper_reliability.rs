@@ -2,39 +2,11 @@
 //! ambiguous keys and the deadline mid-object: each ends exactly once.
 
 use crate::rig::*;
-use logdrop::aws::{logs::CloudWatchLogs, s3::S3};
+use logdrop::aws::logs::CloudWatchLogs;
 use logdrop::core::batch::Batch;
-use logdrop::ports::{CheckpointStore, LogSink, PortError, Precondition, Rejected};
+use logdrop::ports::{LogSink, PortError, Rejected};
 use logdrop::shipper::Shipper;
 use std::sync::atomic::{AtomicU64, Ordering};
-
-/// S3 as the checkpoint store, failing the listed `save` calls (1-based) as
-/// transient errors without writing.
-struct FailingSaves {
-    inner: S3,
-    fail: std::ops::RangeInclusive<u64>,
-    saves: AtomicU64,
-}
-
-impl CheckpointStore for FailingSaves {
-    async fn load(&self, bucket: &str, key: &str) -> Result<Option<(Vec<u8>, String)>, PortError> {
-        self.inner.load(bucket, key).await
-    }
-
-    async fn save(
-        &self,
-        bucket: &str,
-        key: &str,
-        body: Vec<u8>,
-        cond: Precondition,
-    ) -> Result<String, PortError> {
-        let n = self.saves.fetch_add(1, Ordering::SeqCst) + 1;
-        if self.fail.contains(&n) {
-            return Err(PortError::Transient("injected checkpoint failure".into()));
-        }
-        self.inner.save(bucket, key, body, cond).await
-    }
-}
 
 #[tokio::test]
 async fn a_checkpoint_write_failing_after_a_put_does_not_send_it_again() {
@@ -47,17 +19,13 @@ async fn a_checkpoint_write_failing_after_a_put_does_not_send_it_again() {
     // progress write needs, so the next write is the completion: its first two
     // tries fail (saves 2 and 3) after every put succeeded, and the third
     // (save 4) records everything. No batch is sent again for it.
-    let store = FailingSaves {
-        inner: rig.s3.clone(),
-        fail: 2..=3,
-        saves: AtomicU64::new(0),
-    };
+    let store = FailingSaves::new(rig.s3.clone(), 2..=3);
     let shipper = Shipper::new(rig.s3.clone(), store, rig.logs.clone(), rig.config(&[]));
     shipper
         .handle(&event, &inv("cp1"))
         .await
         .expect("the completion write is retried");
-    assert_eq!(shipper.checkpoints.saves.load(Ordering::SeqCst), 4);
+    assert_eq!(shipper.checkpoints.count(), 4);
     let state = &rig.checkpoint().await.files[file]["0"];
     assert_eq!(state.shipped.ranges(), &[(0, content.len() as u64)]);
     assert!(state.leases.is_empty(), "{state:?}");

@@ -48,7 +48,9 @@ pub fn encode_component(raw: &str) -> String {
     utf8_percent_encode(raw, COMPONENT).to_string()
 }
 
-fn decode_component(encoded: &str) -> Result<String, KeyError> {
+/// Decodes one key component, accepting only its canonical spelling (shared
+/// by both layouts, so one object has exactly one key).
+pub(crate) fn decode_component(encoded: &str) -> Result<String, KeyError> {
     let bad = || KeyError::Component(encoded.to_string());
     let ok_chars = encoded
         .bytes()
@@ -66,6 +68,14 @@ fn decode_component(encoded: &str) -> Result<String, KeyError> {
     Ok(decoded.into_owned())
 }
 
+/// The `/`-separated components of a key after `<prefix>/`.
+pub(crate) fn components<'k>(key: &'k str, prefix: &str) -> Result<Vec<&'k str>, KeyError> {
+    key.strip_prefix(prefix)
+        .and_then(|r| r.strip_prefix('/'))
+        .map(|rest| rest.split('/').collect())
+        .ok_or_else(|| KeyError::OutsidePrefix(prefix.to_string()))
+}
+
 fn parse_offset(s: &str) -> Option<u64> {
     (s.len() == OFFSET_DIGITS && s.bytes().all(|b| b.is_ascii_digit()))
         .then(|| s.parse().ok())
@@ -75,11 +85,7 @@ fn parse_offset(s: &str) -> Option<u64> {
 impl ChunkKey {
     /// Parses a key as stored in S3 (already URL-decoded from the notification).
     pub fn parse(key: &str, prefix: &str) -> Result<Self, KeyError> {
-        let rest = key
-            .strip_prefix(prefix)
-            .and_then(|r| r.strip_prefix('/'))
-            .ok_or_else(|| KeyError::OutsidePrefix(prefix.to_string()))?;
-        let parts: Vec<&str> = rest.split('/').collect();
+        let parts = components(key, prefix)?;
         let [cluster, task_id, file, generation, range] = parts[..] else {
             return Err(KeyError::Shape);
         };

@@ -15,7 +15,9 @@
 //! with mtime 0 and a recorded level, and the manifest is serialised in a fixed
 //! field order.
 
-use crate::core::keys::{ChunkKey, KeyError, MAX_OFFSET, TaskRef, encode_component};
+use crate::core::keys::{
+    ChunkKey, KeyError, MAX_OFFSET, TaskRef, components, decode_component, encode_component,
+};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::io::{Read, Write};
@@ -45,11 +47,7 @@ impl SegmentKey {
     /// Parses a key as stored in S3; `Err(KeyError::Shape)` for anything that
     /// is not a segment (a v1 chunk key included), so callers can try v1 next.
     pub fn parse(key: &str, prefix: &str) -> Result<Self, KeyError> {
-        let rest = key
-            .strip_prefix(prefix)
-            .and_then(|r| r.strip_prefix('/'))
-            .ok_or_else(|| KeyError::OutsidePrefix(prefix.to_string()))?;
-        let parts: Vec<&str> = rest.split('/').collect();
+        let parts = components(key, prefix)?;
         let [cluster, task_id, SEGMENT_DIR, name] = parts[..] else {
             return Err(KeyError::Shape);
         };
@@ -58,20 +56,10 @@ impl SegmentKey {
             .filter(|s| s.len() == SEQ_DIGITS && s.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|s| s.parse::<u64>().ok())
             .ok_or(KeyError::Shape)?;
-        let component = |c: &str| {
-            // The one canonical spelling, as for v1 keys.
-            let decoded = percent_encoding::percent_decode_str(c)
-                .decode_utf8()
-                .map_err(|_| KeyError::Component(c.to_string()))?;
-            if c.is_empty() || c == "." || c == ".." || encode_component(&decoded) != c {
-                return Err(KeyError::Component(c.to_string()));
-            }
-            Ok(decoded.into_owned())
-        };
         Ok(SegmentKey {
             prefix: prefix.to_string(),
-            cluster: component(cluster)?,
-            task_id: component(task_id)?,
+            cluster: decode_component(cluster)?,
+            task_id: decode_component(task_id)?,
             seq,
         })
     }

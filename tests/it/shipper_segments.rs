@@ -2,10 +2,7 @@
 //! redelivered, raced, mixed with v1 chunks, damaged, and what it writes.
 
 use crate::rig::*;
-use logdrop::aws::s3::S3;
 use logdrop::core::segment::{self, PartBody, SegmentKey};
-use logdrop::ports::{CheckpointStore, PortError, Precondition};
-use std::sync::atomic::{AtomicU64, Ordering};
 
 const FILES: [(&str, &str); 3] = [
     (
@@ -193,29 +190,6 @@ async fn damaged_segments_are_poison_naming_the_key() {
     assert!(e.to_string().contains(&hostile), "{e}");
 }
 
-/// The S3 checkpoint store on moto, counting its writes.
-struct Counting {
-    inner: S3,
-    saves: AtomicU64,
-}
-
-impl CheckpointStore for Counting {
-    async fn load(&self, b: &str, k: &str) -> Result<Option<(Vec<u8>, String)>, PortError> {
-        self.inner.load(b, k).await
-    }
-
-    async fn save(
-        &self,
-        b: &str,
-        k: &str,
-        body: Vec<u8>,
-        cond: Precondition,
-    ) -> Result<String, PortError> {
-        self.saves.fetch_add(1, Ordering::SeqCst);
-        self.inner.save(b, k, body, cond).await
-    }
-}
-
 #[tokio::test]
 async fn an_sqs_batch_of_two_tasks_writes_two_leases_and_two_completions() {
     let rig = Rig::new("seg-count").await;
@@ -233,10 +207,7 @@ async fn an_sqs_batch_of_two_tasks_writes_two_leases_and_two_completions() {
         let s3 = rig.s3_event(&[key]);
         bodies.push((format!("m{n}"), s3.to_string()));
     }
-    let store = Counting {
-        inner: rig.s3.clone(),
-        saves: AtomicU64::new(0),
-    };
+    let store = FailingSaves::counting(rig.s3.clone());
     let shipper =
         logdrop::shipper::Shipper::new(rig.s3.clone(), store, rig.logs.clone(), rig.config(&[]));
     let r = shipper
@@ -244,7 +215,7 @@ async fn an_sqs_batch_of_two_tasks_writes_two_leases_and_two_completions() {
         .await
         .expect("handled");
     assert!(!r.has_failures(), "{:?}", r.to_json());
-    assert_eq!(shipper.checkpoints.saves.load(Ordering::SeqCst), 4);
+    assert_eq!(shipper.checkpoints.count(), 4);
     assert_corpus_exactly_once(&rig, false).await;
     // A listing of the bucket shows both segments stamped as layout 2.
     let head = rig
@@ -280,10 +251,7 @@ async fn one_batch_of_v1_chunks_and_a_segment_of_one_task_writes_three_times() {
     bodies.push(("v2".into(), rig.s3_event(&[seg]).to_string()));
     let shipper = logdrop::shipper::Shipper::new(
         rig.s3.clone(),
-        Counting {
-            inner: rig.s3.clone(),
-            saves: AtomicU64::new(0),
-        },
+        FailingSaves::counting(rig.s3.clone()),
         rig.logs.clone(),
         rig.config(&[]),
     );
@@ -294,7 +262,7 @@ async fn one_batch_of_v1_chunks_and_a_segment_of_one_task_writes_three_times() {
     assert!(!r.has_failures(), "{:?}", r.to_json());
     // One shared lease write for the three chunks, one for the segment's
     // parts, one completion write for all of them (no progress writes).
-    assert_eq!(shipper.checkpoints.saves.load(Ordering::SeqCst), 3);
+    assert_eq!(shipper.checkpoints.count(), 3);
     assert_corpus_exactly_once(&rig, false).await;
 }
 

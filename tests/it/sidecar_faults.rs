@@ -106,14 +106,7 @@ async fn an_s3_endpoint_that_never_answers_times_out_and_recovers() {
     append(&s.path(file), &content);
     wait_for_log(&s, "upload failed; retrying").await;
     proxy.set(Mode::Forward);
-    wait_until_shipped(&s, file, 0, content.len() as u64).await;
-    signal(&child, libc::SIGTERM);
-    assert!(
-        wait_exit(&mut child, Duration::from_secs(30))
-            .expect("exits")
-            .success()
-    );
-    assert_tiles(&s.chunks().await[&(file.into(), 0)], &content, file);
+    stop_once_shipped(&s, &mut child, file, &content).await;
 }
 
 /// Item 6: SIGTERM while S3 is unreachable: it stops within the grace and its
@@ -325,14 +318,7 @@ async fn a_read_only_state_dir_uploads_nothing_until_writable() {
     wait_for_log(&s, "pass failed; retrying").await;
     assert!(s.chunks().await.is_empty());
     chown_nobody(&state);
-    wait_until_shipped(&s, file, 0, content.len() as u64).await;
-    signal(&child, libc::SIGTERM);
-    assert!(
-        wait_exit(&mut child, Duration::from_secs(30))
-            .expect("exits")
-            .success()
-    );
-    assert_tiles(&s.chunks().await[&(file.into(), 0)], &content, file);
+    stop_once_shipped(&s, &mut child, file, &content).await;
 }
 
 /// Symlinks are followed like `tail -F`: the target's bytes ship under the
@@ -381,4 +367,22 @@ async fn a_huge_duration_is_a_configuration_error() {
         assert_eq!(out.status.code(), Some(2), "{var}: {err}");
         assert!(err.contains(var), "{err}");
     }
+}
+
+/// Waits until `file` (generation 0) is shipped whole, stops the sidecar,
+/// and checks that it exits 0 and that the chunks tile the content exactly.
+async fn stop_once_shipped(
+    s: &SidecarRig,
+    child: &mut std::process::Child,
+    file: &str,
+    content: &[u8],
+) {
+    wait_until_shipped(s, file, 0, content.len() as u64).await;
+    signal(child, libc::SIGTERM);
+    assert!(
+        wait_exit(child, Duration::from_secs(30))
+            .expect("exits")
+            .success()
+    );
+    assert_tiles(&s.chunks().await[&(file.into(), 0)], content, file);
 }

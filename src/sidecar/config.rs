@@ -57,16 +57,7 @@ pub const DEFAULT_PRUNE_AFTER: Duration = Duration::from_secs(3600);
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
         let log_dir = PathBuf::from(env.or("LOGDROP_LOG_DIR", DEFAULT_LOG_DIR));
-        let files = env
-            .or("LOGDROP_FILES", DEFAULT_FILES)
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(|p| glob::Pattern::new(p).map_err(|e| err("LOGDROP_FILES", format!("`{p}`: {e}"))))
-            .collect::<Result<Vec<_>, _>>()?;
-        if files.is_empty() {
-            return Err(err("LOGDROP_FILES", "names no pattern"));
-        }
+        let files = file_patterns(env)?;
         let chunk_bytes = env.parse("LOGDROP_CHUNK_BYTES", 8u64 << 20)?;
         if !(4096..=(1u64 << 30)).contains(&chunk_bytes) {
             return Err(err(
@@ -140,6 +131,20 @@ impl Config {
     pub fn matches(&self, name: &str) -> bool {
         self.files.iter().any(|p| p.matches(name))
     }
+}
+
+fn file_patterns(env: &Env) -> Result<Vec<glob::Pattern>, ConfigError> {
+    let files = env
+        .or("LOGDROP_FILES", DEFAULT_FILES)
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| glob::Pattern::new(p).map_err(|e| err("LOGDROP_FILES", format!("`{p}`: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    if files.is_empty() {
+        return Err(err("LOGDROP_FILES", "names no pattern"));
+    }
+    Ok(files)
 }
 
 fn upload_timeout(env: &Env) -> Result<Duration, ConfigError> {

@@ -114,6 +114,50 @@ pub fn find_cut<R: Read + Seek>(
     }
     let window_end = available.min(start.saturating_add(max_bytes));
     let capped = window_end < available;
+    let seen = scan(file, format, start, window_end)?;
+    let Scanned {
+        at,
+        last_line_end,
+        last_event_end,
+        last_part_end,
+    } = seen;
+    let end = if capped {
+        // The size cap: whole events if any fit, else the huge event's part boundary.
+        [last_event_end, last_part_end, window_end]
+            .into_iter()
+            .find(|&e| e > start)
+            .unwrap_or(window_end)
+    } else {
+        match urgency {
+            Urgency::Everything => at,
+            Urgency::WholeLines => last_line_end,
+            // An access-log line is complete at its newline; other formats
+            // may still add continuation lines to their last event.
+            Urgency::WholeEvents if format == Format::Access => last_line_end,
+            Urgency::WholeEvents => last_event_end,
+        }
+    };
+    Ok((end > start).then_some(Cut {
+        end,
+        inside_line: end > last_line_end,
+    }))
+}
+
+/// What a scan of `[start, window_end)` found: where it stopped, and the
+/// ends of the last whole line, event and over-long event's part.
+struct Scanned {
+    at: u64,
+    last_line_end: u64,
+    last_event_end: u64,
+    last_part_end: u64,
+}
+
+fn scan<R: Read + Seek>(
+    file: &mut R,
+    format: Format,
+    start: u64,
+    window_end: u64,
+) -> io::Result<Scanned> {
     let mut splitter = Splitter::new(format, start, PART_LIMIT);
     let (mut last_event_end, mut last_part_end) = (start, start);
     let mut track = |p: crate::core::split::Piece<'_>| {
@@ -141,26 +185,12 @@ pub fn find_cut<R: Read + Seek>(
         }
         at += n as u64;
     }
-    let end = if capped {
-        // The size cap: whole events if any fit, else the huge event's part boundary.
-        [last_event_end, last_part_end, window_end]
-            .into_iter()
-            .find(|&e| e > start)
-            .unwrap_or(window_end)
-    } else {
-        match urgency {
-            Urgency::Everything => at,
-            Urgency::WholeLines => last_line_end,
-            // An access-log line is complete at its newline; other formats
-            // may still add continuation lines to their last event.
-            Urgency::WholeEvents if format == Format::Access => last_line_end,
-            Urgency::WholeEvents => last_event_end,
-        }
-    };
-    Ok((end > start).then_some(Cut {
-        end,
-        inside_line: end > last_line_end,
-    }))
+    Ok(Scanned {
+        at,
+        last_line_end,
+        last_event_end,
+        last_part_end,
+    })
 }
 
 /// One file's place in a flush: how much of it this flush takes.

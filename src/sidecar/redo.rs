@@ -93,68 +93,11 @@ pub(crate) async fn redo<S: ObjectStore>(
         parts = intent.parts.len(),
         "re-uploading the segment that was in flight when the upload stopped"
     );
-    let dir = ctx.config.log_dir.clone();
-    let mut body = SegmentWriter::new(0);
-    let mut changed = Vec::new();
-    let mut unreadable = Vec::new();
-    for p in &intent.parts {
-        match followed.get_mut(&p.file) {
-            None => changed.push(p.clone()),
-            Some(f) => match rebuild(&dir, f, p, intent.gzip_level, &mut body) {
-                Again::Same => {}
-                Again::Changed => changed.push(p.clone()),
-                Again::Unreadable(e) => unreadable.push((p.clone(), e)),
-            },
-        }
-    }
-    let same = body.parts().to_vec();
-    // Recorded before the segment is recorded again or uploaded: a crash or a
-    // failed upload from here on must not forget what became of these parts.
-    for (p, _) in &unreadable {
-        // At `end` the offset says the first upload got there: nothing to redo.
-        if let Some(f) = followed.get_mut(&p.file)
-            && f.record.offset == p.start
-        {
-            f.record.uploading = Some((p.start, p.end));
-            seg.state.save_file(&f.record)?;
-        }
-    }
-    // Changed files recorded as finished, so no later cut of theirs can
-    // overlap the range given up.
-    for p in &changed {
-        if let Some(f) = followed.get_mut(&p.file)
-            && f.record.generation == p.generation
-        {
-            f.record.finished = true;
-            seg.state.save_file(&f.record)?;
-        }
-    }
-    let mut seq = intent.seq;
-    if !changed.is_empty() || !unreadable.is_empty() {
-        seq = intent.seq + 1;
-        for p in &changed {
-            tracing::error!(
-                file = p.file,
-                generation = p.generation,
-                start = p.start,
-                end = p.end,
-                seq = intent.seq,
-                "the file changed before its recorded segment was re-uploaded; this range is in S3 only if that upload got there"
-            );
-        }
-        for (p, e) in &unreadable {
-            tracing::warn!(file = p.file, start = p.start, end = p.end, error = %e, "cannot read a recorded part again; it is shipped once readable");
-        }
-        if !same.is_empty() {
-            seg.intend(SegmentIntent {
-                seq,
-                gzip_level: intent.gzip_level,
-                parts: ranges(&same),
-            })?;
-        }
-    }
+    let again = read_again(&ctx.config.log_dir, &intent, followed);
+    let same = again.body.parts().to_vec();
+    let seq = settle_lost_parts(seg, followed, &intent, &again)?;
     if !same.is_empty() {
-        put(ctx, seq, body.finish(), &same).await?;
+        put(ctx, seq, again.body.finish(), &same).await?;
     }
     for b in &same {
         if let Some(f) = followed.get_mut(&b.file)
@@ -165,4 +108,86 @@ pub(crate) async fn redo<S: ObjectStore>(
         }
     }
     seg.done(seq)
+}
+
+/// The recorded segment read again: the parts whose bytes are the same, in
+/// a body, and those that changed or cannot be read now.
+struct ReadAgain {
+    body: SegmentWriter,
+    changed: Vec<PartRange>,
+    unreadable: Vec<(PartRange, io::Error)>,
+}
+
+fn read_again(
+    dir: &std::path::Path,
+    intent: &SegmentIntent,
+    followed: &mut BTreeMap<String, Followed>,
+) -> ReadAgain {
+    let mut again = ReadAgain {
+        body: SegmentWriter::new(0),
+        changed: Vec::new(),
+        unreadable: Vec::new(),
+    };
+    for p in &intent.parts {
+        match followed.get_mut(&p.file) {
+            None => again.changed.push(p.clone()),
+            Some(f) => match rebuild(dir, f, p, intent.gzip_level, &mut again.body) {
+                Again::Same => {}
+                Again::Changed => again.changed.push(p.clone()),
+                Again::Unreadable(e) => again.unreadable.push((p.clone(), e)),
+            },
+        }
+    }
+    again
+}
+
+/// Records what became of the parts that cannot go again, before anything
+/// is uploaded (a crash or a failed upload from here on must not forget
+/// them), and returns the number the rest goes under: the recorded one if
+/// every part is the same, else the next (recorded as the new intent).
+fn settle_lost_parts(
+    seg: &mut Record<'_>,
+    followed: &mut BTreeMap<String, Followed>,
+    intent: &SegmentIntent,
+    again: &ReadAgain,
+) -> Result<u64, SidecarError> {
+    for (p, e) in &again.unreadable {
+        tracing::warn!(file = p.file, start = p.start, end = p.end, error = %e, "cannot read a recorded part again; it is shipped once readable");
+        // At `end` the offset says the first upload got there: nothing to redo.
+        if let Some(f) = followed.get_mut(&p.file)
+            && f.record.offset == p.start
+        {
+            f.record.uploading = Some((p.start, p.end));
+            seg.state.save_file(&f.record)?;
+        }
+    }
+    for p in &again.changed {
+        tracing::error!(
+            file = p.file,
+            generation = p.generation,
+            start = p.start,
+            end = p.end,
+            seq = intent.seq,
+            "the file changed before its recorded segment was re-uploaded; this range is in S3 only if that upload got there"
+        );
+        // Finished, so no later cut of this file can overlap the range given up.
+        if let Some(f) = followed.get_mut(&p.file)
+            && f.record.generation == p.generation
+        {
+            f.record.finished = true;
+            seg.state.save_file(&f.record)?;
+        }
+    }
+    if again.changed.is_empty() && again.unreadable.is_empty() {
+        return Ok(intent.seq);
+    }
+    let seq = intent.seq + 1;
+    if !again.body.parts().is_empty() {
+        seg.intend(SegmentIntent {
+            seq,
+            gzip_level: intent.gzip_level,
+            parts: ranges(again.body.parts()),
+        })?;
+    }
+    Ok(seq)
 }

@@ -8,6 +8,7 @@ mod image;
 mod lambda_logs;
 mod moto;
 mod poll;
+mod readme;
 mod rig;
 mod shipper;
 mod shipper_bad_input;

@@ -22,3 +22,4 @@ mod sidecar_proxy;
 mod sidecar_rig;
 mod sidecar_segments;
 mod template;
+mod tomcat;

@@ -179,33 +179,135 @@ pub struct PartBody {
     pub gzip: Vec<u8>,
 }
 
-/// The whole object: manifest member, then the parts' members in order.
+/// The whole object from parts already compressed: manifest member, then the
+/// parts' members in order (other producers and tests; the sidecar streams
+/// its parts into a [`SegmentWriter`]).
 pub fn encode(parts: &[PartBody]) -> Vec<u8> {
-    let manifest = Manifest {
-        version: LAYOUT_VERSION,
-        parts: parts
-            .iter()
-            .map(|p| Part {
-                file: p.file.clone(),
-                generation: p.generation,
-                start: p.start,
-                end: p.end,
-                bytes: p.gzip.len() as u64,
-            })
-            .collect(),
-    };
-    // Serialising a plain struct of strings and integers cannot fail.
-    let json = serde_json::to_vec(&manifest).unwrap_or_default();
-    let mut enc = flate2::GzBuilder::new()
-        .mtime(0)
-        .write(Vec::new(), flate2::Compression::new(MANIFEST_LEVEL));
-    // Writing into a Vec cannot fail.
-    let _ = enc.write_all(&json);
-    let mut out = enc.finish().unwrap_or_default();
+    let mut w = SegmentWriter::new(0);
     for p in parts {
-        out.extend_from_slice(&p.gzip);
+        w.push_member(&p.file, p.generation, (p.start, p.end), &p.gzip);
     }
-    out
+    w.finish().to_vec()
+}
+
+/// Room kept in front of the parts for the manifest member, so the finished
+/// body is the one buffer the parts were compressed into (no second copy of a
+/// segment in memory). A manifest that does not fit (thousands of parts) is
+/// put in front by moving the parts once.
+const HEAD_ROOM: usize = 4096;
+
+/// Builds a segment body in one buffer: each part's gzip member is written
+/// straight into it as the part is read, and the manifest member goes in
+/// front at the end.
+pub struct SegmentWriter {
+    buf: Vec<u8>,
+    parts: Vec<Part>,
+}
+
+impl SegmentWriter {
+    /// `capacity` is a guess of the compressed size (address space only until
+    /// written), sparing the reallocations of a growing buffer.
+    pub fn new(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(HEAD_ROOM + capacity);
+        buf.resize(HEAD_ROOM, 0);
+        SegmentWriter {
+            buf,
+            parts: Vec::new(),
+        }
+    }
+
+    pub fn parts(&self) -> &[Part] {
+        &self.parts
+    }
+
+    /// Uncompressed bytes of the parts so far.
+    pub fn plain_bytes(&self) -> u64 {
+        self.parts.iter().map(|p| p.end - p.start).sum()
+    }
+
+    /// Compresses `[start, end)` of `file` (read from `src`, which must yield
+    /// exactly `end - start` bytes) at `level` as the next part. On an error
+    /// nothing of the part stays in the body.
+    pub fn push<R: Read>(
+        &mut self,
+        file: &str,
+        generation: u64,
+        (start, end): (u64, u64),
+        level: u32,
+        mut src: R,
+    ) -> std::io::Result<()> {
+        let at = self.buf.len();
+        let mut enc = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(&mut self.buf, flate2::Compression::new(level));
+        let copied = std::io::copy(&mut src, &mut enc).and_then(|n| enc.try_finish().map(|()| n));
+        drop(enc);
+        match copied {
+            Ok(n) if n == end - start => {}
+            Ok(n) => {
+                self.buf.truncate(at);
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    format!("{file}: read {n} bytes of the range {start}-{end}"),
+                ));
+            }
+            Err(e) => {
+                self.buf.truncate(at);
+                return Err(e);
+            }
+        }
+        self.parts.push(Part {
+            file: file.to_string(),
+            generation,
+            start,
+            end,
+            bytes: (self.buf.len() - at) as u64,
+        });
+        Ok(())
+    }
+
+    /// Adds a part whose gzip member is already built.
+    pub fn push_member(
+        &mut self,
+        file: &str,
+        generation: u64,
+        (start, end): (u64, u64),
+        gzip: &[u8],
+    ) {
+        self.buf.extend_from_slice(gzip);
+        self.parts.push(Part {
+            file: file.to_string(),
+            generation,
+            start,
+            end,
+            bytes: gzip.len() as u64,
+        });
+    }
+
+    /// The object's body: the manifest member, then the parts.
+    pub fn finish(self) -> bytes::Bytes {
+        let manifest = Manifest {
+            version: LAYOUT_VERSION,
+            parts: self.parts,
+        };
+        // Serialising a plain struct of strings and integers cannot fail.
+        let json = serde_json::to_vec(&manifest).unwrap_or_default();
+        let mut enc = flate2::GzBuilder::new()
+            .mtime(0)
+            .write(Vec::new(), flate2::Compression::new(MANIFEST_LEVEL));
+        // Writing into a Vec cannot fail.
+        let _ = enc.write_all(&json);
+        let head = enc.finish().unwrap_or_default();
+        let mut buf = self.buf;
+        if head.len() <= HEAD_ROOM {
+            let from = HEAD_ROOM - head.len();
+            buf[from..HEAD_ROOM].copy_from_slice(&head);
+            bytes::Bytes::from(buf).slice(from..)
+        } else {
+            buf.splice(..HEAD_ROOM, head);
+            bytes::Bytes::from(buf)
+        }
+    }
 }
 
 /// Collects the head of a segment body until the manifest member is complete.
@@ -432,6 +534,61 @@ mod tests {
             assert_eq!(m.parts[0].end, 100 + a.len() as u64);
             assert_eq!(plain, vec![a.clone(), b.clone()], "step {step}");
         }
+    }
+
+    #[test]
+    fn a_writer_compresses_parts_in_place_exactly_and_deterministically() {
+        let data =
+            b"10.0.0.1 - - [24/Nov/2026:10:00:00 +0000] \"GET / HTTP/1.1\" 200 5\n".repeat(5000);
+        let build = || {
+            let mut w = SegmentWriter::new(1 << 16);
+            w.push("a.txt", 3, (1000, 200_000), 1, &data[1000..200_000])
+                .unwrap();
+            let short = w.push("b.txt", 0, (0, 10), 1, &b"12345"[..]);
+            assert!(short.is_err(), "a short read is an error");
+            assert_eq!(w.parts().len(), 1, "and leaves nothing behind");
+            w.push("c.log", 0, (7, 9), 6, &b"x\n"[..]).unwrap();
+            w.finish()
+        };
+        let body = build();
+        assert_eq!(body, build());
+        let (m, plain) = read_all(&body, 4096).unwrap();
+        assert_eq!(plain, vec![data[1000..200_000].to_vec(), b"x\n".to_vec()]);
+        assert_eq!((m.parts[0].generation, m.parts[1].start), (3, 7));
+        // The same parts through `encode`: one layout, byte for byte.
+        let members: Vec<PartBody> = m
+            .parts
+            .iter()
+            .zip(&plain)
+            .map(|(p, b)| {
+                let mut e = flate2::GzBuilder::new().mtime(0).write(
+                    Vec::new(),
+                    flate2::Compression::new(if p.file == "c.log" { 6 } else { 1 }),
+                );
+                e.write_all(b).unwrap();
+                PartBody {
+                    file: p.file.clone(),
+                    generation: p.generation,
+                    start: p.start,
+                    end: p.end,
+                    gzip: e.finish().unwrap(),
+                }
+            })
+            .collect();
+        assert_eq!(encode(&members), body.to_vec());
+    }
+
+    #[test]
+    fn a_manifest_larger_than_the_head_room_still_leads() {
+        let mut w = SegmentWriter::new(0);
+        for i in 0..2000u64 {
+            let name = format!("{:016x}.log", i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            w.push(&name, i, (0, 2), 1, &b"a\n"[..]).unwrap();
+        }
+        let body = w.finish();
+        let (m, plain) = read_all(&body, 999).unwrap();
+        assert_eq!((m.parts.len(), plain.len()), (2000, 2000));
+        assert!(plain.iter().all(|p| p == b"a\n"));
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The sidecar's configuration (contract v1), parsed once at start-up.
+//! The sidecar's configuration (contract v2), parsed once at start-up.
 
 use crate::config::{ConfigError, Env, err};
 use crate::core::keys::DEFAULT_KEY_PREFIX;
@@ -8,17 +8,17 @@ use std::time::Duration;
 pub const DEFAULT_LOG_DIR: &str = "/usr/local/tomcat/logs";
 pub const DEFAULT_FILES: &str = "localhost_access_log.*.txt,catalina.*.log,localhost.*.log";
 
-/// How the sidecar lays out its objects in S3 (DESIGN.md).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Layout {
-    /// One object per file range (`<task>/<file>/<gen>/<start>-<end>.gz`).
-    V1,
-    /// One "task segment" per flush, every file's range in it (`<task>/segment/<seq>.gz`).
-    V2,
-}
-
 /// One object per task-minute at most: $0.22 a month in S3 uploads (issue 9).
 pub const DEFAULT_FLUSH_INTERVAL: Duration = Duration::from_secs(60);
+pub const DEFAULT_HOLD_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a last line without its newline may stay unchanged before it
+/// ships as is. Tomcat's buffered `AccessLogValve` (the default) writes its
+/// 128,000-character buffer whenever it fills, mid-line, and flushes the rest
+/// from the engine's background thread every `backgroundProcessorDelay`
+/// (10 s by default), so its file routinely ends inside a line for up to
+/// ~10 s; JULI's `FileHandler` flushes every record. Six times Tomcat's
+/// period leaves room for a background thread delayed by a busy JVM.
+pub const DEFAULT_LINE_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -30,8 +30,12 @@ pub struct Config {
     pub chunk_bytes: u64,
     /// Oldest unshipped byte's age that triggers a chunk.
     pub flush_interval: Duration,
-    /// How long a trailing incomplete event is held after that before it is shipped as is.
+    /// How long a file must be quiet before a flush takes its last event
+    /// (which may still grow by continuation lines).
     pub hold_timeout: Duration,
+    /// How long a last line without its newline must stay unchanged before a
+    /// flush ships it as is (a forced cut, counted and logged).
+    pub line_timeout: Duration,
     pub state_dir: PathBuf,
     pub shutdown_grace: Duration,
     pub cluster: Option<String>,
@@ -44,7 +48,6 @@ pub struct Config {
     pub summary_interval: Duration,
     /// Longest time one S3 request attempt may take.
     pub upload_timeout: Duration,
-    pub layout: Layout,
 }
 
 /// Rotated files are pruned once fully shipped and quiet for this long: Tomcat
@@ -85,6 +88,15 @@ impl Config {
         if key_prefix.is_empty() {
             return Err(err("LOGDROP_KEY_PREFIX", "must not be empty"));
         }
+        // Retired with layout 1: a deployment still asking for it must hear so.
+        if let Some(v) = env.get("LOGDROP_LAYOUT").filter(|v| *v != "2") {
+            return Err(err(
+                "LOGDROP_LAYOUT",
+                format!(
+                    "`{v}`: layout 1 is retired, the sidecar writes task segments only; remove the variable"
+                ),
+            ));
+        }
         let poll_interval = env.duration("LOGDROP_POLL_INTERVAL", Duration::from_secs(1))?;
         if poll_interval < Duration::from_millis(10) {
             return Err(err("LOGDROP_POLL_INTERVAL", "must be at least 10ms"));
@@ -99,7 +111,8 @@ impl Config {
             files,
             chunk_bytes,
             flush_interval: env.duration("LOGDROP_FLUSH_INTERVAL", DEFAULT_FLUSH_INTERVAL)?,
-            hold_timeout: env.duration("LOGDROP_HOLD_TIMEOUT", Duration::from_secs(5))?,
+            hold_timeout: env.duration("LOGDROP_HOLD_TIMEOUT", DEFAULT_HOLD_TIMEOUT)?,
+            line_timeout: env.duration("LOGDROP_LINE_TIMEOUT", DEFAULT_LINE_TIMEOUT)?,
             shutdown_grace: env.duration("LOGDROP_SHUTDOWN_GRACE", Duration::from_secs(25))?,
             cluster: env.get("LOGDROP_CLUSTER").map(str::to_string),
             task_id: env.get("LOGDROP_TASK_ID").map(str::to_string),
@@ -111,19 +124,15 @@ impl Config {
             },
             summary_interval: env.duration("LOGDROP_SUMMARY_INTERVAL", Duration::from_secs(60))?,
             upload_timeout: upload_timeout(env)?,
-            layout: match env.or("LOGDROP_LAYOUT", "2").as_str() {
-                "1" => Layout::V1,
-                "2" => Layout::V2,
-                other => return Err(err("LOGDROP_LAYOUT", format!("`{other}` is not 1 or 2"))),
-            },
         })
     }
 
-    /// When a chunk is due.
-    pub fn due(&self) -> crate::sidecar::chunk::Due {
-        crate::sidecar::chunk::Due {
+    /// When a file is cut.
+    pub fn due(&self) -> crate::sidecar::cut::Due {
+        crate::sidecar::cut::Due {
             flush: self.flush_interval,
             hold: self.hold_timeout,
+            line: self.line_timeout,
             chunk_bytes: self.chunk_bytes,
         }
     }
@@ -163,15 +172,13 @@ mod tests {
             (8 << 20, 1, Some(DEFAULT_PRUNE_AFTER))
         );
         assert_eq!(
-            (c.layout, c.flush_interval),
-            (Layout::V2, Duration::from_secs(60))
+            (c.flush_interval, c.hold_timeout, c.line_timeout),
+            (
+                Duration::from_secs(60),
+                Duration::from_secs(5),
+                Duration::from_secs(60)
+            )
         );
-        let v1 = Config::from_env(&Env::from_pairs([
-            ("LOGDROP_BUCKET", "b"),
-            ("LOGDROP_LAYOUT", "1"),
-        ]))
-        .unwrap();
-        assert_eq!(v1.layout, Layout::V1);
         let off = Config::from_env(&Env::from_pairs([
             ("LOGDROP_BUCKET", "b"),
             ("LOGDROP_PRUNE_AFTER", "off"),
@@ -188,8 +195,8 @@ mod tests {
             ("LOGDROP_UPLOAD_TIMEOUT", "1ms"),
             ("LOGDROP_SHUTDOWN_GRACE", "100000000000000000000"),
             ("LOGDROP_FLUSH_INTERVAL", "100000000000000000000"),
-            ("LOGDROP_LAYOUT", "3"),
-            ("LOGDROP_LAYOUT", "v2"),
+            ("LOGDROP_LINE_TIMEOUT", "later"),
+            ("LOGDROP_LAYOUT", "1"),
         ] {
             let e = Config::from_env(&Env::from_pairs([("LOGDROP_BUCKET", "b"), (var, value)]))
                 .unwrap_err();

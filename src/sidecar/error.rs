@@ -29,6 +29,9 @@ pub struct Totals {
     pub bytes: u64,
     pub chunks: u64,
     pub failed_attempts: u64,
+    /// Cuts that ended inside a line (drain, line time-out, rotation, a huge
+    /// event): each split one line into two events, and was logged.
+    pub forced_cuts: u64,
 }
 
 /// What a pass did.

@@ -32,12 +32,14 @@ pub struct Followed {
     /// When unshipped bytes were first seen (the age rule's clock).
     pub pending_since: Option<Instant>,
     pub failing: Option<Failing>,
-    /// Its record is on disk (layout 2 writes it before the first segment
-    /// naming this generation, so a restart knows the file the part came from).
+    /// Its record is on disk (written before the first segment naming this
+    /// generation, so a restart knows the file a part came from).
     pub saved: bool,
     /// The size last looked at, and since when it has been that size: a file
     /// quiet for the hold time-out has no event left to grow.
     pub grew: Option<(u64, Instant)>,
+    /// A newer file of its series exists (by name): its writer moved on.
+    pub rotated: bool,
 }
 
 impl Followed {
@@ -71,6 +73,7 @@ impl Followed {
             failing: None,
             saved: true,
             grew: None,
+            rotated: false,
         }
     }
 
@@ -160,14 +163,21 @@ impl Followed {
             .and_then(|f| Fingerprint::of(f, end).ok());
     }
 
-    /// Notes the size looked at now; returns how long the file has had it.
-    pub fn quiet_for(&mut self, len: u64) -> Duration {
+    /// Notes the size looked at `now`; returns how long the file has had it.
+    pub fn quiet_for(&mut self, len: u64, now: Instant) -> Duration {
         match self.grew {
-            Some((l, at)) if l == len => at.elapsed(),
+            Some((l, at)) if l == len => now.saturating_duration_since(at),
             _ => {
-                self.grew = Some((len, Instant::now()));
+                self.grew = Some((len, now));
                 Duration::ZERO
             }
+        }
+    }
+
+    /// Keeps a read error with this file and logs it (once until it changes).
+    pub fn note_failure(&mut self, e: &io::Error) {
+        if self.fail(e.to_string()) {
+            tracing::warn!(file = self.name(), error = %e, "cannot read the file; the other files keep shipping");
         }
     }
 

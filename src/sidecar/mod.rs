@@ -1,13 +1,14 @@
-//! The sidecar: follows Tomcat's log files and uploads them to S3 as gzip
-//! chunks cut at event boundaries, remembering its offsets on disk.
+//! The sidecar: follows Tomcat's log files and uploads, once per flush, one
+//! gzip *task segment* holding every file cut at its last whole event,
+//! remembering its offsets on disk.
 //!
 //! `Sidecar` loops over the followed files (`followed::Followed`, one per
-//! name); `run` takes the shutdown future, so the binary only wires. Layout 1
-//! ships each file's chunks alone (`ship`), layout 2 a task segment per flush
-//! (`segment`).
+//! name); each flush plans and cuts a segment (`cut`) and records and uploads
+//! it (`segment`); `run` takes the shutdown future, so the binary only wires.
 
-pub mod chunk;
 pub mod config;
+mod context;
+pub mod cut;
 mod error;
 pub mod fingerprint;
 pub mod followed;
@@ -16,27 +17,28 @@ pub mod prune;
 mod redo;
 mod run;
 mod segment;
-mod ship;
 pub mod state;
 pub mod tail;
 pub mod upload;
 
-pub use chunk::Mode;
-pub use config::{Config, Layout};
+pub use config::Config;
+pub use context::Clock;
+pub use cut::Mode;
 pub use error::{Progress, SidecarError, Totals};
 
 use crate::ports::ObjectStore;
+use context::{Ctx, open_file_budget};
 use followed::Followed;
-use segment::Segments;
-use ship::{Ctx, note_failure, open_file_budget, ship};
+use segment::Record;
 use state::{FileRecord, SegmentDoc, StateDir, TaskDoc};
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 use tail::{Change, Restore, Scan};
 
 pub struct Sidecar<S> {
     ctx: Ctx<S>,
     state: StateDir,
-    /// Layout 2: the next segment's number and the one in flight.
+    /// The next segment's number and the one in flight.
     segment: SegmentDoc,
     followed: BTreeMap<String, Followed>,
     /// Finished generations of names not followed now, so a reappearing name never reuses one.
@@ -91,6 +93,7 @@ impl<S: ObjectStore> Sidecar<S> {
                 max_attempts: None,
                 deadline: None,
                 limits: None,
+                clock: Clock::default(),
             },
             state,
             segment,
@@ -100,34 +103,44 @@ impl<S: ObjectStore> Sidecar<S> {
             max_open: open_file_budget(),
         };
         let scan = me.scan()?;
-        for (name, mut rec) in records {
-            let now = scan.get(&name);
-            match tail::restore(&rec, now) {
-                Restore::Resume => {
-                    me.followed
-                        .insert(name, Followed::restored(rec, now.cloned()));
-                }
-                Restore::Finished => {
-                    me.retired.insert(name, rec);
-                }
-                Restore::Lost(change) => {
-                    tracing::warn!(
-                        file = name,
-                        generation = rec.generation,
-                        shipped = rec.offset,
-                        uploading = ?rec.uploading,
-                        ?change,
-                        "file was deleted, replaced or truncated while the sidecar was down; what it held past the offset is gone"
-                    );
-                    rec.finished = true;
-                    if let Err(e) = me.state.save_file(&rec) {
-                        tracing::error!(error = %e, file = name, "cannot record the end of a generation yet");
-                    }
-                    me.retired.insert(name, rec);
-                }
-            }
+        for (name, rec) in records {
+            me.restore(name, rec, &scan);
         }
         Ok(me)
+    }
+
+    /// Matches a saved record with the file under its name now.
+    fn restore(&mut self, name: String, mut rec: FileRecord, scan: &Scan) {
+        let now = scan.get(&name);
+        match tail::restore(&rec, now) {
+            Restore::Resume => {
+                self.followed
+                    .insert(name, Followed::restored(rec, now.cloned()));
+            }
+            Restore::Finished => {
+                self.retired.insert(name, rec);
+            }
+            Restore::Lost(change) => {
+                tracing::warn!(
+                    file = name,
+                    generation = rec.generation,
+                    shipped = rec.offset,
+                    uploading = ?rec.uploading,
+                    ?change,
+                    "file was deleted, replaced or truncated while the sidecar was down; what it held past the offset is gone"
+                );
+                rec.finished = true;
+                if let Err(e) = self.state.save_file(&rec) {
+                    tracing::error!(error = %e, file = name, "cannot record the end of a generation yet");
+                }
+                self.retired.insert(name, rec);
+            }
+        }
+    }
+
+    /// The age rules read this clock: tests move it instead of sleeping.
+    pub fn set_clock(&mut self, clock: Clock) {
+        self.ctx.clock = clock;
     }
 
     /// Gives up on an upload after this many attempts instead of waiting forever.
@@ -195,42 +208,74 @@ impl<S: ObjectStore> Sidecar<S> {
     /// ship what is due, prune what may go. A file that cannot be read is
     /// logged and skipped; only the directory, the state or S3 stop a pass.
     pub async fn pass(&mut self, mode: Mode) -> Result<Progress, SidecarError> {
+        let now = self.ctx.clock.now();
         let scan = self.scan()?;
         self.note_skipped(&scan);
         let before = self.ctx.totals.bytes;
-        let v2 = self.ctx.config.layout == Layout::V2;
-        // Even after a switch to layout 1: a segment recorded before the
-        // restart is uploaded again before any of its files is cut again.
-        if self.segment.uploading.is_some() {
-            let mut seg = Segments {
-                doc: &mut self.segment,
-                state: &mut self.state,
-                max_open: self.max_open,
-            };
-            let redone = redo::redo(&mut self.ctx, &mut seg, &mut self.followed).await;
-            // Files whose recorded part could not be rebuilt end their
-            // generation now, even if the re-upload of the others failed.
-            let over: Vec<String> = self
-                .followed
-                .values()
-                .filter(|f| f.record.finished)
-                .map(|f| f.name().to_string())
-                .collect();
-            for name in over {
-                if let Some(f) = self.followed.remove(&name) {
-                    self.finish(f, Change::Truncated)?;
-                }
-            }
-            redone?;
+        self.redo().await?;
+        self.look(&scan, now).await?;
+        self.follow_new(&scan);
+        let mut files: Vec<&mut Followed> = self.followed.values_mut().collect();
+        mark_rotated(&mut files);
+        let mut rec = Record {
+            doc: &mut self.segment,
+            state: &mut self.state,
+        };
+        let left = flush(
+            &mut self.ctx,
+            &mut rec,
+            &mut files,
+            mode,
+            now,
+            self.max_open,
+        )
+        .await?;
+        if mode == Mode::Follow {
+            self.prune()?;
         }
+        Ok(Progress {
+            left,
+            shipped: self.ctx.totals.bytes - before,
+        })
+    }
+
+    /// The segment recorded before a crash or a failed upload goes first.
+    async fn redo(&mut self) -> Result<(), SidecarError> {
+        if self.segment.uploading.is_none() {
+            return Ok(());
+        }
+        let mut rec = Record {
+            doc: &mut self.segment,
+            state: &mut self.state,
+        };
+        let redone = redo::redo(&mut self.ctx, &mut rec, &mut self.followed).await;
+        // Files whose recorded part could not be rebuilt end their
+        // generation now, even if the re-upload of the others failed.
+        let over: Vec<String> = self
+            .followed
+            .values()
+            .filter(|f| f.record.finished)
+            .map(|f| f.name().to_string())
+            .collect();
+        for name in over {
+            if let Some(f) = self.followed.remove(&name) {
+                self.finish(f, Change::Truncated)?;
+            }
+        }
+        redone
+    }
+
+    /// What became of each followed file since the last look: a deleted or
+    /// replaced file is finished from its open handle, then its generation
+    /// ends, as does a truncated one's.
+    async fn look(&mut self, scan: &Scan, now: Instant) -> Result<(), SidecarError> {
         let dir = self.ctx.config.log_dir.clone();
         let mut open = self.followed.values().filter(|f| f.is_open()).count();
         let mut ended = Vec::new();
         for f in self.followed.values_mut() {
             let was_open = f.is_open();
-            let change = f.check(&dir, scan.get(f.name()));
-            match change {
-                Err(e) => note_failure(f, &e),
+            match f.check(&dir, scan.get(f.name())) {
+                Err(e) => f.note_failure(&e),
                 Ok(Change::Same) => {
                     if f.failing.take().is_some() {
                         tracing::info!(file = f.name(), "the file is readable again");
@@ -238,17 +283,26 @@ impl<S: ObjectStore> Sidecar<S> {
                 }
                 Ok(change @ (Change::Deleted | Change::Replaced)) => {
                     // The open handle still reads the old file: finish it first.
-                    if f.is_open() && v2 {
-                        let mut seg = Segments {
+                    if f.is_open() {
+                        let mut rec = Record {
                             doc: &mut self.segment,
                             state: &mut self.state,
-                            max_open: self.max_open,
                         };
-                        segment::ship_task(&mut self.ctx, &mut seg, &mut [f], Mode::Drain).await?;
-                    } else if f.is_open() {
-                        ship(&mut self.ctx, &mut self.state, f, Mode::Drain).await?;
+                        let files = &mut [f];
+                        flush(
+                            &mut self.ctx,
+                            &mut rec,
+                            files,
+                            Mode::Drain,
+                            now,
+                            self.max_open,
+                        )
+                        .await?;
+                        ended.push((files[0].name().to_string(), change));
+                    } else {
+                        ended.push((f.name().to_string(), change));
                     }
-                    ended.push((f.name().to_string(), change));
+                    continue;
                 }
                 Ok(Change::Truncated) => ended.push((f.name().to_string(), Change::Truncated)),
             }
@@ -263,6 +317,11 @@ impl<S: ObjectStore> Sidecar<S> {
                 self.finish(f, change)?;
             }
         }
+        Ok(())
+    }
+
+    /// Starts following the matching names not followed yet.
+    fn follow_new(&mut self, scan: &Scan) {
         for s in &scan.seen {
             if self.followed.contains_key(&s.name) {
                 continue;
@@ -277,38 +336,6 @@ impl<S: ObjectStore> Sidecar<S> {
             self.followed
                 .insert(s.name.clone(), Followed::new(s, generation));
         }
-        let mut left = false;
-        if v2 {
-            let mut seg = Segments {
-                doc: &mut self.segment,
-                state: &mut self.state,
-                max_open: self.max_open,
-            };
-            let mut files: Vec<&mut Followed> = self.followed.values_mut().collect();
-            left = segment::ship_task(&mut self.ctx, &mut seg, &mut files, mode).await?;
-        }
-        for f in self.followed.values_mut().filter(|_| !v2) {
-            if f.failing.is_some() {
-                left = true;
-                continue;
-            }
-            let was_open = f.is_open();
-            left |= ship(&mut self.ctx, &mut self.state, f, mode).await?;
-            open = (open + usize::from(f.is_open())).saturating_sub(usize::from(was_open));
-            // Handles stay bounded: a file over the budget is reopened (and
-            // its identity checked) when it next has bytes to ship.
-            if open > self.max_open && f.is_open() {
-                f.close();
-                open -= 1;
-            }
-        }
-        if mode == Mode::Follow {
-            self.prune()?;
-        }
-        Ok(Progress {
-            left,
-            shipped: self.ctx.totals.bytes - before,
-        })
     }
 
     fn note_skipped(&mut self, scan: &Scan) {
@@ -397,6 +424,47 @@ impl<S: ObjectStore> Sidecar<S> {
             Err(SidecarError::LeftBehind(left))
         }
     }
+}
+
+/// Marks the files that a newer name of their series (`prune::series`) follows.
+fn mark_rotated(files: &mut [&mut Followed]) {
+    let mut newest: BTreeMap<String, &str> = BTreeMap::new();
+    let names: Vec<(String, String)> = files
+        .iter()
+        .map(|f| (prune::series(f.name()), f.name().to_string()))
+        .collect();
+    for (series, name) in &names {
+        let n = newest.entry(series.clone()).or_insert(name);
+        if name.as_str() > *n {
+            *n = name;
+        }
+    }
+    for (f, (series, name)) in files.iter_mut().zip(&names) {
+        f.rotated = newest.get(series).is_some_and(|n| *n != name);
+    }
+}
+
+/// One flush: if any file is due, every file gives what its rules allow, in
+/// as many segments as the size cap needs, each cut (`cut`) then recorded
+/// and uploaded (`segment`). Returns whether unshipped bytes remain.
+async fn flush<S: ObjectStore>(
+    ctx: &mut Ctx<S>,
+    rec: &mut Record<'_>,
+    files: &mut [&mut Followed],
+    mode: Mode,
+    now: Instant,
+    max_open: usize,
+) -> Result<bool, SidecarError> {
+    let (mut plan, mut left) = cut::plan(ctx, files, mode, now);
+    while let Some(seg) = cut::cut_segment(ctx, files, &mut plan, max_open, &mut left) {
+        segment::ship(ctx, rec, files, seg).await?;
+    }
+    // What a flush left waits for the next one, a whole interval.
+    for p in &plan {
+        let f = &mut *files[p.file];
+        f.pending_since = (f.record.offset < p.until).then_some(now);
+    }
+    Ok(left)
 }
 
 #[cfg(test)]

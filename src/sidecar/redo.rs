@@ -1,29 +1,35 @@
-//! Layout 2's crash rule, the re-upload half: the segment recorded before an
-//! upload that did not finish (a crash, a failed or cancelled upload) is
-//! uploaded again, same key and bytes, before anything new is cut.
+//! The crash rule, the re-upload half: the segment recorded before an upload
+//! that did not finish (a crash, a failed or cancelled upload) is uploaded
+//! again, same key and bytes, before anything new is cut.
 
-use crate::core::segment::PartBody;
+use crate::core::segment::SegmentWriter;
 use crate::ports::ObjectStore;
-use crate::sidecar::chunk::gzip_range;
+use crate::sidecar::context::Ctx;
 use crate::sidecar::error::SidecarError;
 use crate::sidecar::fingerprint::Fingerprint;
 use crate::sidecar::followed::Followed;
-use crate::sidecar::segment::{Segments, done, put};
-use crate::sidecar::ship::Ctx;
+use crate::sidecar::segment::{Record, put, ranges};
 use crate::sidecar::state::{PartRange, SegmentIntent};
 use std::collections::BTreeMap;
-use std::io;
+use std::io::{self, Read, Seek, SeekFrom};
 
 /// What became of one recorded part when it was read again.
 enum Again {
-    Same(PartBody),
+    /// Its bytes are the same: compressed into the body.
+    Same,
     /// Another file now, or shorter, or its shipped bytes changed.
     Changed,
     /// Unreadable now (a read error): it may come back.
     Unreadable(io::Error),
 }
 
-fn rebuild(dir: &std::path::Path, f: &mut Followed, p: &PartRange, level: u32) -> Again {
+fn rebuild(
+    dir: &std::path::Path,
+    f: &mut Followed,
+    p: &PartRange,
+    level: u32,
+    body: &mut SegmentWriter,
+) -> Again {
     let offset = f.record.offset;
     let want = f.record.fingerprint;
     if f.record.generation != p.generation || (offset != p.start && offset != p.end) {
@@ -46,14 +52,17 @@ fn rebuild(dir: &std::path::Path, f: &mut Followed, p: &PartRange, level: u32) -
         (_, Err(e)) => return Again::Unreadable(e),
         _ => {}
     }
-    match gzip_range(h, p.start, p.end, level) {
-        Ok(gzip) => Again::Same(PartBody {
-            file: p.file.clone(),
-            generation: p.generation,
-            start: p.start,
-            end: p.end,
-            gzip,
-        }),
+    let pushed = h.seek(SeekFrom::Start(p.start)).and_then(|_| {
+        body.push(
+            &p.file,
+            p.generation,
+            (p.start, p.end),
+            level,
+            h.take(p.end - p.start),
+        )
+    });
+    match pushed {
+        Ok(()) => Again::Same,
         Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => Again::Changed,
         Err(e) => Again::Unreadable(e),
     }
@@ -73,7 +82,7 @@ fn rebuild(dir: &std::path::Path, f: &mut Followed, p: &PartRange, level: u32) -
 /// shipped, exactly that range, once readable.
 pub(crate) async fn redo<S: ObjectStore>(
     ctx: &mut Ctx<S>,
-    seg: &mut Segments<'_>,
+    seg: &mut Record<'_>,
     followed: &mut BTreeMap<String, Followed>,
 ) -> Result<(), SidecarError> {
     let Some(intent) = seg.doc.uploading.clone() else {
@@ -85,19 +94,20 @@ pub(crate) async fn redo<S: ObjectStore>(
         "re-uploading the segment that was in flight when the upload stopped"
     );
     let dir = ctx.config.log_dir.clone();
-    let mut same = Vec::new();
+    let mut body = SegmentWriter::new(0);
     let mut changed = Vec::new();
     let mut unreadable = Vec::new();
     for p in &intent.parts {
         match followed.get_mut(&p.file) {
             None => changed.push(p.clone()),
-            Some(f) => match rebuild(&dir, f, p, intent.gzip_level) {
-                Again::Same(body) => same.push(body),
+            Some(f) => match rebuild(&dir, f, p, intent.gzip_level, &mut body) {
+                Again::Same => {}
                 Again::Changed => changed.push(p.clone()),
                 Again::Unreadable(e) => unreadable.push((p.clone(), e)),
             },
         }
     }
+    let same = body.parts().to_vec();
     // Recorded before the segment is recorded again or uploaded: a crash or a
     // failed upload from here on must not forget what became of these parts.
     for (p, _) in &unreadable {
@@ -136,26 +146,15 @@ pub(crate) async fn redo<S: ObjectStore>(
             tracing::warn!(file = p.file, start = p.start, end = p.end, error = %e, "cannot read a recorded part again; it is shipped once readable");
         }
         if !same.is_empty() {
-            let mut doc = seg.doc.clone();
-            doc.uploading = Some(SegmentIntent {
+            seg.intend(SegmentIntent {
                 seq,
                 gzip_level: intent.gzip_level,
-                parts: same
-                    .iter()
-                    .map(|b| PartRange {
-                        file: b.file.clone(),
-                        generation: b.generation,
-                        start: b.start,
-                        end: b.end,
-                    })
-                    .collect(),
-            });
-            seg.state.save_segment(&doc)?;
-            *seg.doc = doc;
+                parts: ranges(&same),
+            })?;
         }
     }
     if !same.is_empty() {
-        put(ctx, seq, &same).await?;
+        put(ctx, seq, body.finish(), &same).await?;
     }
     for b in &same {
         if let Some(f) = followed.get_mut(&b.file)
@@ -165,5 +164,5 @@ pub(crate) async fn redo<S: ObjectStore>(
             seg.state.save_file(&f.record)?;
         }
     }
-    done(seg, seq)
+    seg.done(seq)
 }

@@ -74,6 +74,7 @@ impl<S: ObjectStore> Sidecar<S> {
             bytes = t.bytes,
             chunks = t.chunks,
             failed_attempts = t.failed_attempts,
+            forced_cuts = t.forced_cuts,
             lag_bytes = self.lag_bytes(),
             files = self.followed_files(),
             "summary"

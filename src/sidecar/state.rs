@@ -8,8 +8,9 @@
 //! <state dir>/files/<hash of name>.json {"version":2,"name":..,"generation":..,..}
 //! <state dir>/segment.json              {"version":2,"next_seq":..,"uploading":{..}}
 //! ```
-//! `segment.json` (layout 2) holds the next segment's number and the segment
-//! being uploaded; a state without it (written before layout 2) starts at 0.
+//! `segment.json` holds the next segment's number and the segment being
+//! uploaded; a state without it (written before segments) starts a fresh
+//! counter (`SegmentDoc::fresh`).
 //! A version 1 `state.json` (one document for every file) is read once and
 //! rewritten as version 2 records.
 
@@ -25,7 +26,7 @@ const FILES_DIR: &str = "files";
 const V1_FILE: &str = "state.json";
 const SEGMENT_FILE: &str = "segment.json";
 
-/// Layout 2's task-level record: one write per segment, its size O(parts).
+/// The task-level record: one write per segment, its size O(parts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SegmentDoc {
     pub version: u32,
@@ -100,8 +101,10 @@ pub struct FileRecord {
     /// Checksums of the file's first bytes and of the bytes before `offset`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<Fingerprint>,
-    /// The chunk being uploaded, recorded before the upload starts: it is
-    /// uploaded again, exactly, before anything new is cut.
+    /// A range that must ship exactly as recorded, before anything new of
+    /// this file is cut: a segment part that could not be read again, or the
+    /// v1 chunk an earlier version was uploading (it goes into a segment as a
+    /// part of the same range, which the shipper stores once).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub uploading: Option<(u64, u64)>,
     /// This generation is over (deleted, replaced, truncated, pruned): a file
@@ -155,14 +158,6 @@ pub struct StateDir {
     /// A task document not written yet (the directory was not writable): it
     /// goes first, so no record is ever on disk without its task.
     pending_task: Option<TaskDoc>,
-}
-
-/// The temporary file a record of `name` is written through (tests point it at /dev/full).
-#[cfg(test)]
-pub(crate) fn record_tmp(state_dir: &Path, name: &str) -> PathBuf {
-    state_dir
-        .join(FILES_DIR)
-        .join(format!("{}.tmp", record_file(name)))
 }
 
 /// The temporary file the segment record is written through.

@@ -142,10 +142,13 @@ fn config(dir: &Path, extra: &[(&str, &str)]) -> Config {
     Config::from_env(&Env::from_pairs(pairs)).unwrap()
 }
 
+/// A sidecar with a clock the tests move on by hand.
 async fn sidecar(store: &Recording, config: Config) -> Sidecar<Recording> {
-    Sidecar::start(store.clone(), config, "c".into(), "t".into())
+    let mut s = Sidecar::start(store.clone(), config, "c".into(), "t".into())
         .await
-        .unwrap()
+        .unwrap();
+    s.set_clock(Clock::movable());
+    s
 }
 
 fn append(path: &Path, bytes: &[u8]) {
@@ -250,30 +253,24 @@ async fn a_stop_while_an_answer_is_lost_reuploads_that_chunk_first() {
 }
 
 #[tokio::test]
-async fn recording_a_chunk_costs_the_same_with_many_files() {
-    for layout in ["1", "2"] {
-        let mut costs = Vec::new();
-        for n in [1usize, 400] {
-            let dir = tempfile::tempdir().unwrap();
-            for i in 0..n {
-                append(&dir.path().join(format!("f{i:04}.log")), b"line\n");
-            }
-            let store = Recording::default();
-            let config = config(dir.path(), &[("LOGDROP_LAYOUT", layout)]);
-            let mut s = sidecar(&store, config).await;
-            s.pass(Mode::Drain).await.unwrap();
-            append(&dir.path().join("f0000.log"), b"another line\n");
-            let before = s.state_bytes_written();
-            s.pass(Mode::Drain).await.unwrap();
-            costs.push(s.state_bytes_written() - before);
+async fn recording_a_segment_costs_the_same_with_many_files() {
+    let mut costs = Vec::new();
+    for n in [1usize, 400] {
+        let dir = tempfile::tempdir().unwrap();
+        for i in 0..n {
+            append(&dir.path().join(format!("f{i:04}.log")), b"line\n");
         }
-        eprintln!("layout {layout}: state bytes written for one object: {costs:?}");
-        assert_eq!(
-            costs[0], costs[1],
-            "layout {layout}: bytes of state per object"
-        );
-        assert!(costs[0] > 0 && costs[0] < 2048, "{costs:?}");
+        let store = Recording::default();
+        let mut s = sidecar(&store, config(dir.path(), &[])).await;
+        s.pass(Mode::Drain).await.unwrap();
+        append(&dir.path().join("f0000.log"), b"another line\n");
+        let before = s.state_bytes_written();
+        s.pass(Mode::Drain).await.unwrap();
+        costs.push(s.state_bytes_written() - before);
     }
+    eprintln!("state bytes written for one segment: {costs:?}");
+    assert_eq!(costs[0], costs[1], "bytes of state per segment");
+    assert!(costs[0] > 0 && costs[0] < 2048, "{costs:?}");
 }
 
 fn age(path: &Path, ago: Duration) {
@@ -311,39 +308,34 @@ async fn pruning_spares_the_newest_file_of_a_series_and_can_be_off() {
 
 #[tokio::test]
 async fn nothing_is_uploaded_while_the_state_cannot_be_written() {
-    for layout in ["1", "2"] {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Recording::default();
-        let name = "catalina.2026-11-24.log";
-        let path = dir.path().join(name);
-        let a = juli(3, "a");
-        append(&path, &a);
-        let config = config(dir.path(), &[("LOGDROP_LAYOUT", layout)]);
-        // The intent's record: the file's in layout 1, the segment's in layout 2.
-        let tmp = match layout {
-            "1" => state::record_tmp(&config.state_dir, name),
-            _ => state::segment_tmp(&config.state_dir),
-        };
-        let mut s = sidecar(&store, config).await;
-        s.pass(Mode::Drain).await.unwrap();
-        let puts = store.keys().len();
-        // A full disk: writing the record fails with ENOSPC.
-        std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
-        let b = juli(2, "b");
-        append(&path, &b);
-        for _ in 0..2 {
-            let e = s.pass(Mode::Drain).await.unwrap_err();
-            assert!(e.to_string().contains(&tmp.display().to_string()), "{e}");
-        }
-        assert_eq!(
-            store.keys().len(),
-            puts,
-            "layout {layout}: uploaded without a recorded intent"
-        );
-        std::fs::remove_file(&tmp).unwrap();
-        s.pass(Mode::Drain).await.unwrap();
-        store.assert_tiles(name, 0, &[a, b].concat());
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::default();
+    let name = "catalina.2026-11-24.log";
+    let path = dir.path().join(name);
+    let a = juli(3, "a");
+    append(&path, &a);
+    let config = config(dir.path(), &[]);
+    // The intent's record: the segment's.
+    let tmp = state::segment_tmp(&config.state_dir);
+    let mut s = sidecar(&store, config).await;
+    s.pass(Mode::Drain).await.unwrap();
+    let puts = store.keys().len();
+    // A full disk: writing the record fails with ENOSPC.
+    std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+    let b = juli(2, "b");
+    append(&path, &b);
+    for _ in 0..2 {
+        let e = s.pass(Mode::Drain).await.unwrap_err();
+        assert!(e.to_string().contains(&tmp.display().to_string()), "{e}");
     }
+    assert_eq!(
+        store.keys().len(),
+        puts,
+        "uploaded without a recorded intent"
+    );
+    std::fs::remove_file(&tmp).unwrap();
+    s.pass(Mode::Drain).await.unwrap();
+    store.assert_tiles(name, 0, &[a, b].concat());
 }
 
 #[tokio::test]

@@ -14,22 +14,11 @@ const FILES: [&str; 3] = [
 
 #[tokio::test]
 async fn random_writes_then_sigterm_ship_every_byte_at_event_boundaries() {
-    random_writes_then_sigterm("sc-writes", "2").await;
-}
-
-/// Layout 1 (one object per file range) stays supported.
-#[tokio::test]
-async fn random_writes_then_sigterm_with_layout_1() {
-    random_writes_then_sigterm("sc-writes-v1", "1").await;
-}
-
-async fn random_writes_then_sigterm(name: &str, layout: &str) {
-    let mut s = SidecarRig::new(name).await;
+    let mut s = SidecarRig::new("sc-writes").await;
     // Only shutdown may force a cut here: the hold time-out is out of reach.
     s.extra_env = vec![
         ("LOGDROP_HOLD_TIMEOUT".into(), "120s".into()),
         ("LOGDROP_CHUNK_BYTES".into(), "32768".into()),
-        ("LOGDROP_LAYOUT".into(), layout.into()),
     ];
     let mut child = s.spawn();
     let contents: Vec<Vec<u8>> = FILES.iter().map(|f| corpus(f)).collect();
@@ -51,10 +40,7 @@ async fn random_writes_then_sigterm(name: &str, layout: &str) {
     assert!(status.success(), "{}", s.log());
     let chunks = s.chunks().await;
     let (objects, segments) = s.object_counts().await;
-    match layout {
-        "1" => assert_eq!(segments, 0, "layout 1 writes no segment"),
-        _ => assert_eq!(segments, objects, "layout 2 writes only segments"),
-    }
+    assert_eq!(segments, objects, "the sidecar writes only segments");
     for (file, content) in FILES.iter().zip(&contents) {
         let c = &chunks[&(file.to_string(), 0)];
         assert_tiles(c, content, file);

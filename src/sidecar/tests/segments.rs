@@ -1,8 +1,10 @@
-//! Layout 2: task segments decoded as the shipper reads them, files cut at
-//! one moment sharing one object, the size bound, and the crash rule. The
-//! age rule's clock is moved by hand (`age_all`), never waited on.
+//! Task segments decoded as the shipper reads them, files cut at one moment
+//! sharing one object, the size bound, lines never cut while their writer
+//! may finish them, and the crash rule. The age rules' clock is moved by hand
+//! (`age_all`), never waited on.
 
 use super::*;
+use crate::sidecar::state::{FileRecord, StateDir, TaskDoc};
 use std::time::Instant;
 
 const ACCESS: &str = "localhost_access_log.2026-11-24.txt";
@@ -22,18 +24,9 @@ fn access(from: usize, n: usize) -> Vec<u8> {
         .into_bytes()
 }
 
-/// As if `by` had passed since every pending byte was first seen and since
-/// every file last grew.
+/// Moves the sidecar's clock on by `by` (`sidecar()` gives it a movable one).
 fn age_all(s: &mut Sidecar<Recording>, by: Duration) {
-    let then = Instant::now().checked_sub(by).unwrap();
-    for f in s.followed.values_mut() {
-        if let Some(t) = f.pending_since.as_mut() {
-            *t = then;
-        }
-        if let Some((_, t)) = f.grew.as_mut() {
-            *t = then;
-        }
-    }
+    s.ctx.clock.advance(by);
 }
 
 /// Every part of the segment under `key` must be exactly its file's bytes.
@@ -234,27 +227,152 @@ async fn a_part_whose_file_changed_while_down_is_given_up_alone() {
 }
 
 #[tokio::test]
-async fn a_chunk_recorded_by_layout_1_goes_exactly_into_a_segment() {
-    // A layout 1 sidecar crashes during an upload; the restart uses layout 2.
+async fn a_chunk_an_earlier_version_was_uploading_goes_exactly_into_a_segment() {
+    // The state a layout 1 sidecar leaves when it dies during an upload: the
+    // file's record names the chunk in flight (it may or may not be in S3).
     let dir = tempfile::tempdir().unwrap();
     let store = Recording::default();
     let a = access(0, 40);
     append(&dir.path().join(ACCESS), &a);
-    crash_during_upload(&store, files_config(dir.path(), &[("LOGDROP_LAYOUT", "1")])).await;
-    let v1 = ChunkKey::parse(&store.keys()[0], "logs").unwrap();
+    let config = files_config(dir.path(), &[]);
+    let meta = std::fs::metadata(dir.path().join(ACCESS)).unwrap();
+    let mut st = StateDir::new(&config.state_dir);
+    st.save_task(&TaskDoc {
+        version: state::STATE_VERSION,
+        cluster: "c".into(),
+        task_id: "t".into(),
+    })
+    .unwrap();
+    let mut rec = FileRecord {
+        version: state::STATE_VERSION,
+        name: ACCESS.into(),
+        ..FileRecord::default()
+    };
+    rec.identity.dev = Some(std::os::unix::fs::MetadataExt::dev(&meta));
+    rec.identity.inode = std::os::unix::fs::MetadataExt::ino(&meta);
+    rec.uploading = Some((0, a.len() as u64));
+    st.save_file(&rec).unwrap();
     let more = access(40, 7);
     append(&dir.path().join(ACCESS), &more);
-    let mut s = sidecar(&store, files_config(dir.path(), &[])).await;
+    let mut s = sidecar(&store, config).await;
     s.pass(Mode::Drain).await.unwrap();
     let keys = store.keys();
-    let m = assert_parts_are_file_bytes(&store, dir.path(), &keys[1]);
-    let first = &m.parts[0];
+    let m = assert_parts_are_file_bytes(&store, dir.path(), &keys[0]);
     // The same range: the shipper stores it once, whichever copy it reads first.
     assert_eq!(
-        (first.file.as_str(), first.start, first.end),
-        (ACCESS, v1.start, v1.end)
+        (m.parts[0].file.as_str(), m.parts[0].start, m.parts[0].end),
+        (ACCESS, 0, a.len() as u64)
     );
     store.assert_tiles(ACCESS, 0, &[a, more].concat());
+}
+
+/// One access line of 75 bytes.
+fn line(i: usize) -> Vec<u8> {
+    let l =
+        format!("10.0.0.1 - - [24/Nov/2026:10:00:00 +0000] \"GET /{i:04}.html HTTP/1.1\" 200 16\n");
+    assert_eq!(l.len(), 75);
+    l.into_bytes()
+}
+
+/// The parts uploaded for `file`, as (start, end), in upload order.
+fn parts_of(store: &Recording, file: &str) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    for key in store.keys() {
+        let (m, _) = decode_segment(&store.store.body("b", &key).unwrap());
+        out.extend(
+            m.parts
+                .iter()
+                .filter(|p| p.file == file)
+                .map(|p| (p.start, p.end)),
+        );
+    }
+    out
+}
+
+#[tokio::test]
+async fn a_line_a_buffered_writer_has_not_finished_is_not_cut() {
+    // Tomcat's buffered access log writes its buffer when full, mid-line, and
+    // the rest at its background flush: here the file holds one line and 30
+    // bytes of the next, and the rest comes 8 s later (flush 5 s, hold 5 s).
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::default();
+    let path = dir.path().join(ACCESS);
+    let (one, two) = (line(1), line(2));
+    append(&path, &[&one[..], &two[..30]].concat());
+    let extra = [
+        ("LOGDROP_FLUSH_INTERVAL", "5s"),
+        ("LOGDROP_HOLD_TIMEOUT", "5s"),
+    ];
+    let mut s = sidecar(&store, files_config(dir.path(), &extra)).await;
+    s.pass(Mode::Follow).await.unwrap();
+    age_all(&mut s, Duration::from_secs(5));
+    s.pass(Mode::Follow).await.unwrap();
+    age_all(&mut s, Duration::from_secs(3));
+    append(&path, &two[30..]);
+    s.pass(Mode::Follow).await.unwrap();
+    age_all(&mut s, Duration::from_secs(2));
+    s.pass(Mode::Follow).await.unwrap();
+    // Before: cut at 105, inside the second line, which became two events.
+    assert_eq!(parts_of(&store, ACCESS), vec![(0, 75), (75, 150)]);
+    assert_eq!(s.totals().forced_cuts, 0);
+    assert_eq!(s.lag_bytes(), 0);
+}
+
+#[tokio::test]
+async fn a_line_left_unfinished_ships_after_the_line_time_out_or_at_a_stop_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::default();
+    let path = dir.path().join(ACCESS);
+    let (one, two, three) = (line(1), line(2), line(3));
+    append(&path, &one);
+    let mut s = sidecar(&store, files_config(dir.path(), &[])).await;
+    s.pass(Mode::Follow).await.unwrap();
+    age_all(&mut s, Duration::from_secs(30));
+    append(&path, &two[..30]);
+    s.pass(Mode::Follow).await.unwrap();
+    // The flush a minute after the first line takes the whole line only.
+    age_all(&mut s, Duration::from_secs(30));
+    s.pass(Mode::Follow).await.unwrap();
+    assert_eq!(parts_of(&store, ACCESS), vec![(0, 75)]);
+    // The writer adds to the line: the next flush finds it changed 55 s ago.
+    age_all(&mut s, Duration::from_secs(5));
+    append(&path, &two[30..40]);
+    s.pass(Mode::Follow).await.unwrap();
+    age_all(&mut s, Duration::from_secs(55));
+    s.pass(Mode::Follow).await.unwrap();
+    assert_eq!(parts_of(&store, ACCESS), vec![(0, 75)], "still held");
+    // The flush after finds it unchanged for longer than the line time-out.
+    age_all(&mut s, Duration::from_secs(60));
+    s.pass(Mode::Follow).await.unwrap();
+    assert_eq!(parts_of(&store, ACCESS), vec![(0, 75), (75, 115)]);
+    assert_eq!(s.totals().forced_cuts, 1);
+    // A stop ships a line without its newline as is, counted too.
+    append(&path, &[&two[40..], &three[..10]].concat());
+    s.stop().await;
+    assert_eq!(
+        parts_of(&store, ACCESS),
+        vec![(0, 75), (75, 115), (115, 160)]
+    );
+    assert_eq!(s.totals().forced_cuts, 2);
+    store.assert_tiles(ACCESS, 0, &[&one[..], &two[..], &three[..10]].concat());
+}
+
+#[tokio::test]
+async fn a_rotated_file_ships_its_unfinished_line_at_the_next_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::default();
+    let old = "localhost_access_log.2026-11-24.txt";
+    let new = "localhost_access_log.2026-11-25.txt";
+    let (one, two) = (line(1), line(2));
+    append(&dir.path().join(old), &[&one[..], &two[..30]].concat());
+    let mut s = sidecar(&store, files_config(dir.path(), &[])).await;
+    s.pass(Mode::Follow).await.unwrap();
+    append(&dir.path().join(new), &two);
+    age_all(&mut s, Duration::from_secs(60));
+    s.pass(Mode::Follow).await.unwrap();
+    // Its writer moved on to the newer name: nothing will finish the line.
+    assert_eq!(parts_of(&store, old), vec![(0, 105)]);
+    assert_eq!(s.totals().forced_cuts, 1);
 }
 
 #[tokio::test]
@@ -278,23 +396,4 @@ async fn a_failed_upload_is_retried_with_the_same_key_and_bytes_first() {
     assert_eq!(keys.len(), 3, "then one segment for what came since");
     store.assert_tiles(ACCESS, 0, &[a, a2].concat());
     store.assert_tiles(JULI, 0, &[j, j2].concat());
-}
-
-#[tokio::test]
-async fn a_segment_recorded_before_a_switch_to_layout_1_goes_first() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = Recording::default();
-    let a = access(0, 30);
-    append(&dir.path().join(ACCESS), &a);
-    crash_during_upload(&store, files_config(dir.path(), &[])).await;
-    let segment = store.keys()[0].clone();
-    let more = access(30, 4);
-    append(&dir.path().join(ACCESS), &more);
-    let v1 = [("LOGDROP_LAYOUT", "1")];
-    let mut s = sidecar(&store, files_config(dir.path(), &v1)).await;
-    s.pass(Mode::Drain).await.unwrap();
-    let keys = store.keys();
-    assert_eq!(keys[1], segment, "the recorded segment goes first");
-    assert!(ChunkKey::parse(&keys[2], "logs").is_ok(), "then layout 1");
-    store.assert_tiles(ACCESS, 0, &[a, more].concat());
 }

@@ -1,0 +1,89 @@
+//! What every step of a pass shares: the store, the rules, the task's
+//! identity, the counters, the limits of a stop or `--once`, and the clock.
+
+use crate::sidecar::config::Config;
+use crate::sidecar::error::Totals;
+use crate::sidecar::followed::Followed;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+pub(crate) struct Ctx<S> {
+    pub store: S,
+    pub config: Config,
+    pub cluster: String,
+    pub task_id: String,
+    pub totals: Totals,
+    /// Upload attempts before giving up (`None`: keep trying; `--once` sets a limit).
+    pub max_attempts: Option<u32>,
+    /// No upload runs past this (the shutdown grace).
+    pub deadline: Option<Instant>,
+    /// `--once`: each file's length when it started, by (device, inode).
+    pub limits: Option<HashMap<(u64, u64), u64>>,
+    pub clock: Clock,
+}
+
+impl<S> Ctx<S> {
+    /// The bytes of `f` this run ships: all of them, or with `--once` what was there at its start.
+    pub fn limit(&self, f: &Followed, len: u64) -> u64 {
+        let id = f.record.identity;
+        match &self.limits {
+            None => len,
+            Some(l) => len.min(
+                l.get(&(id.dev.unwrap_or_default(), id.inode))
+                    .copied()
+                    .unwrap_or(0),
+            ),
+        }
+    }
+}
+
+/// The time the age rules read: the system's, or, in tests, one moved on by
+/// hand so that "8 s later" needs no sleep.
+#[derive(Clone, Default)]
+pub struct Clock {
+    ahead_ms: Option<Arc<AtomicU64>>,
+}
+
+impl Clock {
+    /// A clock that runs with the system's and can be moved forward.
+    pub fn movable() -> Clock {
+        Clock {
+            ahead_ms: Some(Arc::default()),
+        }
+    }
+
+    pub fn now(&self) -> Instant {
+        let ahead = self
+            .ahead_ms
+            .as_ref()
+            .map_or(0, |a| a.load(Ordering::Relaxed));
+        Instant::now() + Duration::from_millis(ahead)
+    }
+
+    /// Moves a movable clock forward (no effect on the system's).
+    pub fn advance(&self, by: Duration) {
+        if let Some(a) = &self.ahead_ms {
+            a.fetch_add(
+                u64::try_from(by.as_millis()).unwrap_or(u64::MAX),
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+/// How many log files may be open at once: half the soft RLIMIT_NOFILE (read
+/// from /proc, no unsafe code), the rest left to sockets and the state.
+pub(crate) fn open_file_budget() -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("Max open files"))
+                .and_then(|l| l.split_whitespace().nth(3))
+                .and_then(|v| v.parse::<usize>().ok())
+        })
+        .unwrap_or(1024);
+    (soft / 2).clamp(8, 4096)
+}

@@ -11,11 +11,14 @@ IMAGE ?= logdrop-sidecar:latest
 # without a Docker daemon (the image test needs them).
 PODMAN_VERSION := 4.3.1+ds1-8+deb12u1+b3
 RUNC_VERSION := 1.1.5+ds1-1+deb12u1
+# Debian 12's Tomcat 10 (its jars, run from a test's own CATALINA_BASE) for the
+# real-Tomcat test (tests/it/tomcat.rs); Java comes with it as a dependency.
+TOMCAT_VERSION := 10.1.60-1~deb12u1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SAM := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam
 TEMPLATES := template.yaml examples/ecs-task.yaml
 
-.PHONY: all venv podman test lint demo invoke invoke-aws build sidecar image deploy bench bench-cost lock clean
+.PHONY: all venv podman tomcat test lint demo invoke invoke-aws build sidecar image deploy bench bench-cost lock clean
 
 all: test
 
@@ -33,6 +36,14 @@ podman:
 	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 	    podman=$(PODMAN_VERSION) runc=$(RUNC_VERSION) >/dev/null; }
 
+# Installs Tomcat 10 from Debian when its jars are missing; quiet otherwise.
+tomcat:
+	@test -f /usr/share/tomcat10/bin/bootstrap.jar && command -v java >/dev/null || { \
+	  echo "installing tomcat10 $(TOMCAT_VERSION) (Debian)"; \
+	  $(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    tomcat10=$(TOMCAT_VERSION) tomcat10-common=$(TOMCAT_VERSION) \
+	    libtomcat10-java=$(TOMCAT_VERSION) >/dev/null; }
+
 # cfn-lint and `sam validate --lint` on every template, then logdrop's own
 # checks (scripts/check-template.py: scoped IAM, TLS-only bucket, lifecycle,
 # stop timeout), which also validate the JSON task definition.
@@ -44,7 +55,7 @@ lint: venv
 	$(VENV)/bin/python scripts/check-template.py $(TEMPLATES) examples/ecs-task-definition.json
 
 # The image test (tests/it/image.rs) builds the image from the static sidecar.
-test: lint podman sidecar
+test: lint podman tomcat sidecar
 	cargo test --tests
 
 demo: venv

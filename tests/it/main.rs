@@ -23,3 +23,4 @@ mod sidecar_proxy;
 mod sidecar_rig;
 mod sidecar_segments;
 mod template;
+mod tomcat;

@@ -118,16 +118,6 @@ impl Config {
         })
     }
 
-    /// When a file is cut.
-    pub fn due(&self) -> crate::sidecar::cut::Due {
-        crate::sidecar::cut::Due {
-            flush: self.flush_interval,
-            hold: self.hold_timeout,
-            line: self.line_timeout,
-            chunk_bytes: self.chunk_bytes,
-        }
-    }
-
     pub fn matches(&self, name: &str) -> bool {
         self.files.iter().any(|p| p.matches(name))
     }

@@ -12,6 +12,7 @@
 
 use crate::core::segment::SegmentWriter;
 use crate::core::split::{Format, Splitter};
+use crate::sidecar::config::Config;
 use crate::sidecar::context::Ctx;
 use crate::sidecar::followed::Followed;
 use std::io::{self, Read, Seek, SeekFrom};
@@ -54,6 +55,17 @@ pub struct Due {
     /// Unshipped bytes that make a flush due whatever their age; also the
     /// largest segment (uncompressed).
     pub chunk_bytes: u64,
+}
+
+impl Due {
+    pub fn of(c: &Config) -> Due {
+        Due {
+            flush: c.flush_interval,
+            hold: c.hold_timeout,
+            line: c.line_timeout,
+            chunk_bytes: c.chunk_bytes,
+        }
+    }
 }
 
 /// How one file stands at a pass.
@@ -219,7 +231,7 @@ pub(crate) fn plan<S>(
     mode: Mode,
     now: Instant,
 ) -> (Vec<Planned>, bool) {
-    let due = ctx.config.due();
+    let due = Due::of(&ctx.config);
     let mut planned = Vec::new();
     let mut any_due = false;
     let mut left = false;

@@ -22,6 +22,8 @@ pub(crate) struct Ctx<S> {
     /// `--once`: each file's length when it started, by (device, inode).
     pub limits: Option<HashMap<(u64, u64), u64>>,
     pub clock: Clock,
+    /// Log files that may be open at once (`open_file_budget`).
+    pub max_open: usize,
 }
 
 impl<S> Ctx<S> {
@@ -35,6 +37,31 @@ impl<S> Ctx<S> {
                     .copied()
                     .unwrap_or(0),
             ),
+        }
+    }
+}
+
+/// Open handles, kept within `Ctx::max_open` as files are looked at one by
+/// one: a file closed here is reopened (its identity checked) when next read.
+pub(crate) struct Budget {
+    open: usize,
+    max: usize,
+}
+
+impl Budget {
+    pub fn new(files: impl Iterator<Item = bool>, max: usize) -> Budget {
+        Budget {
+            open: files.filter(|open| *open).count(),
+            max,
+        }
+    }
+
+    /// Counts what `f` holds now that it was (`was_open`) or was not open before.
+    pub fn after(&mut self, f: &mut Followed, was_open: bool) {
+        self.open = (self.open + usize::from(f.is_open())).saturating_sub(usize::from(was_open));
+        if self.open > self.max && f.is_open() {
+            f.close();
+            self.open -= 1;
         }
     }
 }

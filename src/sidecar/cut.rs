@@ -13,7 +13,7 @@
 use crate::core::segment::SegmentWriter;
 use crate::core::split::{Format, Splitter};
 use crate::sidecar::config::Config;
-use crate::sidecar::context::Ctx;
+use crate::sidecar::context::{Budget, Ctx};
 use crate::sidecar::followed::Followed;
 use std::io::{self, Read, Seek, SeekFrom};
 use std::time::{Duration, Instant};
@@ -284,14 +284,13 @@ pub(crate) fn cut_segment<S>(
     ctx: &mut Ctx<S>,
     files: &mut [&mut Followed],
     plan: &mut [Planned],
-    max_open: usize,
     left: &mut bool,
 ) -> Option<Segment> {
     let cap = ctx.config.chunk_bytes;
     // Level 1 shrinks logs about 4-5x: address space for that, touched only when written.
     let mut body = SegmentWriter::new(usize::try_from(cap / 4).unwrap_or(0));
     let mut in_segment = Vec::new();
-    let mut open = files.iter().filter(|f| f.is_open()).count();
+    let mut budget = Budget::new(files.iter().map(|f| f.is_open()), ctx.max_open);
     for p in plan.iter_mut().filter(|p| !p.done) {
         let f = &mut *files[p.file];
         let was_open = f.is_open();
@@ -308,13 +307,7 @@ pub(crate) fn cut_segment<S>(
                 *left = true;
             }
         }
-        // Handles stay within the budget: a file closed here is reopened
-        // (and its identity checked) when it is next read.
-        open = (open + usize::from(f.is_open())).saturating_sub(usize::from(was_open));
-        if open > max_open && f.is_open() {
-            f.close();
-            open -= 1;
-        }
+        budget.after(f, was_open);
     }
     (!in_segment.is_empty()).then_some(Segment {
         body,

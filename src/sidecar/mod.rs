@@ -27,12 +27,11 @@ pub use cut::Mode;
 pub use error::{Progress, SidecarError, Totals};
 
 use crate::ports::ObjectStore;
-use context::{Ctx, open_file_budget};
+use context::{Budget, Ctx, open_file_budget};
 use followed::Followed;
 use segment::Record;
 use state::{FileRecord, SegmentDoc, StateDir, TaskDoc};
 use std::collections::{BTreeMap, BTreeSet};
-use std::time::Instant;
 use tail::{Change, Restore, Scan};
 
 pub struct Sidecar<S> {
@@ -45,8 +44,6 @@ pub struct Sidecar<S> {
     retired: BTreeMap<String, FileRecord>,
     /// Names that could not be looked at, already logged.
     noted: BTreeSet<String>,
-    /// Open handles allowed at once (from RLIMIT_NOFILE).
-    max_open: usize,
 }
 
 impl<S: ObjectStore> Sidecar<S> {
@@ -94,13 +91,13 @@ impl<S: ObjectStore> Sidecar<S> {
                 deadline: None,
                 limits: None,
                 clock: Clock::default(),
+                max_open: open_file_budget(),
             },
             state,
             segment,
             followed: BTreeMap::new(),
             retired: BTreeMap::new(),
             noted: BTreeSet::new(),
-            max_open: open_file_budget(),
         };
         let scan = me.scan()?;
         for (name, rec) in records {
@@ -181,7 +178,7 @@ impl<S: ObjectStore> Sidecar<S> {
 
     #[cfg(test)]
     fn set_max_open(&mut self, n: usize) {
-        self.max_open = n;
+        self.ctx.max_open = n;
     }
 
     pub fn followed_files(&self) -> usize {
@@ -208,12 +205,11 @@ impl<S: ObjectStore> Sidecar<S> {
     /// ship what is due, prune what may go. A file that cannot be read is
     /// logged and skipped; only the directory, the state or S3 stop a pass.
     pub async fn pass(&mut self, mode: Mode) -> Result<Progress, SidecarError> {
-        let now = self.ctx.clock.now();
         let scan = self.scan()?;
         self.note_skipped(&scan);
         let before = self.ctx.totals.bytes;
         self.redo().await?;
-        self.look(&scan, now).await?;
+        self.look(&scan).await?;
         self.follow_new(&scan);
         let mut files: Vec<&mut Followed> = self.followed.values_mut().collect();
         mark_rotated(&mut files);
@@ -221,15 +217,7 @@ impl<S: ObjectStore> Sidecar<S> {
             doc: &mut self.segment,
             state: &mut self.state,
         };
-        let left = flush(
-            &mut self.ctx,
-            &mut rec,
-            &mut files,
-            mode,
-            now,
-            self.max_open,
-        )
-        .await?;
+        let left = flush(&mut self.ctx, &mut rec, &mut files, mode).await?;
         if mode == Mode::Follow {
             self.prune()?;
         }
@@ -268,9 +256,12 @@ impl<S: ObjectStore> Sidecar<S> {
     /// What became of each followed file since the last look: a deleted or
     /// replaced file is finished from its open handle, then its generation
     /// ends, as does a truncated one's.
-    async fn look(&mut self, scan: &Scan, now: Instant) -> Result<(), SidecarError> {
+    async fn look(&mut self, scan: &Scan) -> Result<(), SidecarError> {
         let dir = self.ctx.config.log_dir.clone();
-        let mut open = self.followed.values().filter(|f| f.is_open()).count();
+        let mut budget = Budget::new(
+            self.followed.values().map(|f| f.is_open()),
+            self.ctx.max_open,
+        );
         let mut ended = Vec::new();
         for f in self.followed.values_mut() {
             let was_open = f.is_open();
@@ -289,15 +280,7 @@ impl<S: ObjectStore> Sidecar<S> {
                             state: &mut self.state,
                         };
                         let files = &mut [f];
-                        flush(
-                            &mut self.ctx,
-                            &mut rec,
-                            files,
-                            Mode::Drain,
-                            now,
-                            self.max_open,
-                        )
-                        .await?;
+                        flush(&mut self.ctx, &mut rec, files, Mode::Drain).await?;
                         ended.push((files[0].name().to_string(), change));
                     } else {
                         ended.push((f.name().to_string(), change));
@@ -306,11 +289,7 @@ impl<S: ObjectStore> Sidecar<S> {
                 }
                 Ok(Change::Truncated) => ended.push((f.name().to_string(), Change::Truncated)),
             }
-            open = (open + usize::from(f.is_open())).saturating_sub(usize::from(was_open));
-            if open > self.max_open && f.is_open() {
-                f.close(); // checked; shipping reopens it
-                open -= 1;
-            }
+            budget.after(f, was_open);
         }
         for (name, change) in ended {
             if let Some(f) = self.followed.remove(&name) {
@@ -452,11 +431,10 @@ async fn flush<S: ObjectStore>(
     rec: &mut Record<'_>,
     files: &mut [&mut Followed],
     mode: Mode,
-    now: Instant,
-    max_open: usize,
 ) -> Result<bool, SidecarError> {
+    let now = ctx.clock.now();
     let (mut plan, mut left) = cut::plan(ctx, files, mode, now);
-    while let Some(seg) = cut::cut_segment(ctx, files, &mut plan, max_open, &mut left) {
+    while let Some(seg) = cut::cut_segment(ctx, files, &mut plan, &mut left) {
         segment::ship(ctx, rec, files, seg).await?;
     }
     // What a flush left waits for the next one, a whole interval.

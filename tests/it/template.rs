@@ -111,6 +111,18 @@ fn each_check_fails_on_a_broken_copy() {
             "stop-timeout: TaskDefinition.logdrop: stopTimeout 29 for a shutdown grace of 25s",
         ),
         (
+            "examples/ecs-task.yaml",
+            "MemoryReservation: 16\n",
+            "MemoryReservation: \"16\"\n",
+            "ecs-model: TaskDefinition: Invalid type for parameter containerDefinitions[1].memoryReservation",
+        ),
+        (
+            "examples/ecs-task.yaml",
+            "ReadonlyRootFilesystem: true\n",
+            "ReadOnlyRootFilesystem: true\n",
+            "ecs-model: TaskDefinition: Unknown parameter in containerDefinitions[1]: \"readOnlyRootFilesystem\"",
+        ),
+        (
             "examples/ecs-task-definition.json",
             "\"stopTimeout\": 30",
             "\"stopTimeout\": 10",

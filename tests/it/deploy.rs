@@ -107,18 +107,71 @@ fn every_request_of_the_binaries_is_allowed_and_nothing_else() {
     let out = check_permissions(&root().join("template.yaml"), Some(&report));
     let all = text(&out);
     assert!(out.status.success(), "{all}");
-    // Both checkpoint stores and both principals were exercised.
-    for want in [
-        "recorded sidecar",
-        "s3:PutObject",
-        "dynamodb:PutItem",
-        "checkpoints/",
-        "ShipperRole/shipper/TableCheckpoints",
-        "SidecarPolicy/UploadChunks",
-        "over plain HTTP: ExplicitlyDenied",
+    // Both checkpoint stores and both principals were exercised, each
+    // recorded request kind allowed by the statement meant for it.
+    for (who, action, on, by) in [
+        (
+            "sidecar",
+            "s3:PutObject",
+            "logs/",
+            "SidecarPolicy/UploadChunks",
+        ),
+        (
+            "shipper",
+            "s3:GetObject",
+            "logs/",
+            "ShipperRole/shipper/ReadChunks",
+        ),
+        (
+            "shipper",
+            "dynamodb:GetItem",
+            "table",
+            "ShipperRole/shipper/TableCheckpoints",
+        ),
+        (
+            "shipper",
+            "dynamodb:PutItem",
+            "table",
+            "ShipperRole/shipper/TableCheckpoints",
+        ),
+        (
+            "shipper",
+            "s3:PutObject",
+            "checkpoints/",
+            "ShipperRole/shipper/BucketCheckpoints",
+        ),
+        (
+            "shipper",
+            "logs:PutLogEvents",
+            "file log group",
+            "ShipperRole/shipper/WriteLogStreams",
+        ),
+        (
+            "shipper",
+            "sqs:DeleteMessage",
+            "queue",
+            "ShipperRole/shipper/ConsumeQueue",
+        ),
     ] {
-        assert!(all.contains(want), "{want:?} missing from\n{all}");
+        let found = all.lines().any(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            words.first() == Some(&"recorded")
+                && words.get(2) == Some(&who)
+                && words.get(3) == Some(&action)
+                && l.contains(&format!(" {on} "))
+                && l.ends_with(by)
+        });
+        assert!(
+            found,
+            "no recorded {who} {action} on {on} allowed by {by}:\n{all}"
+        );
     }
+    assert!(
+        all.contains(
+            "sidecar s3:PutObject over plain HTTP: ExplicitlyDenied by LogBucketPolicy/TlsOnly"
+        ),
+        "{all}"
+    );
     assert!(!all.contains("ALLOWED but"), "{all}");
 }
 

@@ -76,8 +76,8 @@ fn each_check_fails_on_a_broken_copy() {
         ),
         (
             "template.yaml",
-            "aws:SecureTransport: \"false\"",
-            "aws:SecureTransport: \"true\"",
+            "aws:SecureTransport: \"false\"\n\n  ChunkQueue:",
+            "aws:SecureTransport: \"true\"\n\n  ChunkQueue:",
             "tls-only: LogBucket",
         ),
         (

@@ -131,8 +131,15 @@ def check_logdrop(stack, pre_existing_retention):
         fail(f"{name}: the shipper's log group does not exist")
 
     mappings = lam.list_event_source_mappings(FunctionName=fn)["EventSourceMappings"]
-    expect(f"{name}: event source mappings", [(m["EventSourceArn"], m["BatchSize"]) for m in mappings],
-           [(queue_arn, 10)])
+    # ReportBatchItemFailures: the shipper fails single records, not the batch.
+    expect(f"{name}: event source mappings", [
+        (m["EventSourceArn"], m["BatchSize"], m.get("MaximumBatchingWindowInSeconds"), m.get("FunctionResponseTypes"))
+        for m in mappings], [(queue_arn, 10, 5, ["ReportBatchItemFailures"])])
+    # moto's Lambda drops LoggingConfig: the function's log group as the
+    # template resolves it is the stack's ShipperLogGroup (which the role may write).
+    logging_config = stack.resolve(stack.template["Resources"]["ShipperFunction"]["Properties"]["LoggingConfig"])
+    expect(f"{name}: function's log group", logging_config["LogGroup"], stack.physical["ShipperLogGroup"])
+    expect(f"{name}: JSON log lines", logging_config["LogFormat"], "JSON")
 
     policy = json.loads(attrs.get("Policy") or sqs.get_queue_attributes(
         QueueUrl=queue_url, AttributeNames=["Policy"])["Attributes"]["Policy"])

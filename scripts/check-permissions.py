@@ -33,13 +33,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from urllib.parse import parse_qs, unquote, urlparse
 
 import requests
 
-from cfn_local import ACCOUNT, REGION, ROOT, SETUP_KEY, Failure, client, deploy, fail, run, start_moto, upload_code_stub
+from cfn_local import ACCOUNT, REGION, ROOT, SETUP_KEY, client, deploy, fail, run, start_moto, upload_code_stub
 
 SIDECAR_KEY = "AKIALOGDROPSIDECAR00"
 SHIPPER_KEY = "AKIALOGDROPSHIPPER00"

@@ -25,9 +25,9 @@ prints one line per stack, exits 1 on the first failure.
 
 import itertools
 import json
+import os
 import re
 import sys
-import os
 import time
 from urllib.parse import unquote_plus
 

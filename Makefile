@@ -18,7 +18,7 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SAM := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam
 TEMPLATES := template.yaml examples/ecs-task.yaml
 
-.PHONY: all venv podman tomcat test lint demo invoke invoke-aws build sidecar image deploy bench bench-cost lock clean
+.PHONY: all venv node podman tomcat test lint demo invoke invoke-aws build sidecar image deploy bench bench-cost lock clean
 
 all: test
 
@@ -27,6 +27,13 @@ venv: $(VENV)/.installed
 $(VENV)/.installed: requirements-dev.txt requirements-lock.txt
 	python3 -m venv $(VENV)
 	$(PIP) install --quiet --disable-pip-version-check -r requirements-dev.txt -c requirements-lock.txt
+	touch $@
+
+# Node tools (@cloud-copilot/iam-simulate, the IAM policy evaluator of
+# scripts/check-permissions.py), exactly as package-lock.json pins them.
+node: node_modules/.installed
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
 # Installs podman and runc from Debian when either is missing; quiet otherwise.
@@ -54,8 +61,11 @@ lint: venv
 	$(SAM) validate --lint --template template.yaml --region us-east-1
 	$(VENV)/bin/python scripts/check-template.py $(TEMPLATES) examples/ecs-task-definition.json
 
-# The image test (tests/it/image.rs) builds the image from the static sidecar.
-test: lint podman tomcat sidecar
+# The image test (tests/it/image.rs) builds the image from the static sidecar;
+# the deploy test (tests/it/deploy.rs) creates the stacks in moto and
+# evaluates the binaries' requests against the template's policies (node);
+# the Tomcat test (tests/it/tomcat.rs) runs Debian's tomcat10.
+test: lint node podman tomcat sidecar
 	cargo test --tests
 
 demo: venv
@@ -119,4 +129,4 @@ lock:
 
 clean:
 	cargo clean
-	rm -rf $(VENV) .aws-sam
+	rm -rf $(VENV) .aws-sam node_modules

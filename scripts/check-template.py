@@ -15,9 +15,15 @@
   stop-timeout       a container with LOGDROP_SHUTDOWN_GRACE whose stopTimeout
                      does not leave it that grace plus 5 s (ECS then SIGKILLs it)
 
+  ecs-model          a task definition that RegisterTaskDefinition's input model
+                     (botocore's ecs service model) rejects
+
 A .json file is an ECS task definition (aws ecs register-task-definition
 --cli-input-json): it is validated against the ECS API model, then its
-containers are checked for stop-timeout.
+containers are checked for stop-timeout. The Properties of an
+AWS::ECS::TaskDefinition in a template are validated the same way, turned
+into the API's shape (camelCase names; a Ref to a parameter is its default,
+any other intrinsic function a string).
 
 Usage: check-template.py FILE...; exits 1 naming each failed check and where.
 """
@@ -117,6 +123,7 @@ def check(template):
 
         if res.get("Type") == "AWS::ECS::TaskDefinition":
             errors += stop_timeouts(props.get("ContainerDefinitions", []), "Environment", "StopTimeout", name)
+            errors += [(n, f"{name}: {why}") for n, why in validate_task_definition(api_shape(props, params))]
 
     policies = [r.get("Properties", {}) for r in resources.values() if r.get("Type") == "AWS::S3::BucketPolicy"]
     for name, res in resources.items():
@@ -182,18 +189,46 @@ def stop_timeouts(containers, env_key, timeout_key, where):
     return errors
 
 
-def check_task_definition(path):
-    import json
+# Mappings whose keys are the user's, not property names.
+FREE_KEYS = {"Options", "DockerLabels", "SecretOptions"}
 
+
+def api_shape(value, params, key=None):
+    """CloudFormation properties of a task definition in the shape of
+    RegisterTaskDefinition's input: Pascal-case names in camelCase, a Ref to a
+    parameter replaced by its default, every other intrinsic by a string."""
+    if isinstance(value, list):
+        return [api_shape(v, params) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        (fn, arg), = value.items()
+        if fn == "Ref":
+            default = (params.get(arg) or {}).get("Default")
+            return str(default) if default is not None else f"<{arg}>"
+        if fn.startswith("Fn::"):
+            return f"<{fn}>"
+    if key in FREE_KEYS:
+        return {k: api_shape(v, params) for k, v in value.items()}
+    return {k[:1].lower() + k[1:]: api_shape(v, params, k) for k, v in value.items()}
+
+
+def validate_task_definition(doc):
     import botocore.session
     from botocore.validate import ParamValidator
 
-    with open(path) as f:
-        doc = json.load(f)
     model = botocore.session.get_session().get_service_model("ecs")
     shape = model.operation_model("RegisterTaskDefinition").input_shape
     report = ParamValidator().validate(doc, shape)
-    errors = [("ecs-model", line) for line in report.generate_report().splitlines()] if report.has_errors() else []
+    return [("ecs-model", line) for line in report.generate_report().splitlines()] if report.has_errors() else []
+
+
+def check_task_definition(path):
+    import json
+
+    with open(path) as f:
+        doc = json.load(f)
+    errors = validate_task_definition(doc)
     return errors + stop_timeouts(doc.get("containerDefinitions", []), "environment", "stopTimeout", "task")
 
 

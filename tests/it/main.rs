@@ -2,6 +2,7 @@
 //! the real AWS SDK clients.
 
 mod checkpoint_conformance;
+mod deploy;
 mod dynamodb;
 mod faults;
 mod image;

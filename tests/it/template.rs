@@ -76,8 +76,8 @@ fn each_check_fails_on_a_broken_copy() {
         ),
         (
             "template.yaml",
-            "aws:SecureTransport: \"false\"",
-            "aws:SecureTransport: \"true\"",
+            "aws:SecureTransport: \"false\"\n\n  ChunkQueue:",
+            "aws:SecureTransport: \"true\"\n\n  ChunkQueue:",
             "tls-only: LogBucket",
         ),
         (
@@ -109,6 +109,18 @@ fn each_check_fails_on_a_broken_copy() {
             "StopTimeout: 30\n",
             "StopTimeout: 29\n",
             "stop-timeout: TaskDefinition.logdrop: stopTimeout 29 for a shutdown grace of 25s",
+        ),
+        (
+            "examples/ecs-task.yaml",
+            "MemoryReservation: 16\n",
+            "MemoryReservation: \"16\"\n",
+            "ecs-model: TaskDefinition: Invalid type for parameter containerDefinitions[1].memoryReservation",
+        ),
+        (
+            "examples/ecs-task.yaml",
+            "ReadonlyRootFilesystem: true\n",
+            "ReadOnlyRootFilesystem: true\n",
+            "ecs-model: TaskDefinition: Unknown parameter in containerDefinitions[1]: \"readOnlyRootFilesystem\"",
         ),
         (
             "examples/ecs-task-definition.json",

@@ -1,0 +1,253 @@
+#!/usr/bin/env python3
+"""Creates template.yaml (SAM-transformed) in moto's CloudFormation for every
+combination of CheckpointStore, Trigger and ExistingLogGroup, and
+examples/ecs-task.yaml against the default one, then checks what was created:
+
+  - every output, and every export under its documented name, is there and
+    names a resource that exists;
+  - the queue redrives to the dead-letter queue, and new chunks reach it: an
+    object under logs/ ending .gz (and nothing else) becomes one message, through
+    the bucket's notification (Trigger=S3) or the EventBridge rule
+    (Trigger=EventBridge), whose queue policy statement names that bucket or rule;
+  - the event source mapping connects the queue to the function, which runs
+    under the shipper role with the environment the template documents;
+  - the file log group is created with its retention, or adopted untouched;
+  - the checkpoint table exists only for CheckpointStore=dynamodb;
+  - the task definition imports the bucket and the sidecar policy.
+
+Resources moto's CloudFormation does not implement (the bucket policy, the
+queue policy, the alarms) are resolved from the template with the stack's
+names and put through their APIs instead (scripts/cfn_local.py).
+
+Usage: check-stack.py [TEMPLATE [TASK_TEMPLATE]] (default: the repo's);
+prints one line per stack, exits 1 on the first failure.
+"""
+
+import itertools
+import json
+import os
+import re
+import sys
+import time
+from urllib.parse import unquote_plus
+
+from cfn_local import ROOT, Failure, client, deploy, fail, policy_document, run, start_moto, upload_code_stub
+
+TEMPLATE = os.path.join(ROOT, "template.yaml")
+TASK_TEMPLATE = os.path.join(ROOT, "examples/ecs-task.yaml")
+
+
+def expect(what, got, want):
+    if got != want:
+        fail(f"{what}: got {got!r}, want {want!r}")
+
+
+def check_outputs(stack):
+    cfn = client(stack.endpoint, "cloudformation")
+    exports = {e["Name"]: e["Value"] for e in cfn.list_exports()["Exports"]}
+    for key, out in stack.template.get("Outputs", {}).items():
+        if key not in stack.outputs:
+            fail(f"{stack.name}: output {key} missing (have {sorted(stack.outputs)})")
+        value = stack.outputs[key]["OutputValue"]
+        expect(f"{stack.name}: output {key}", value, str(stack.resolve(out["Value"])))
+        if "Export" in out:
+            name = stack.resolve(out["Export"]["Name"])
+            expect(f"{stack.name}: export {name}", exports.get(name), value)
+    extra = set(stack.outputs) - set(stack.template.get("Outputs", {}))
+    if extra:
+        fail(f"{stack.name}: outputs not in the template: {extra}")
+
+
+def check_logdrop(stack, pre_existing_retention):
+    ep, name, p, o = stack.endpoint, stack.name, stack.params, stack.outputs
+    s3, sqs, lam = client(ep, "s3"), client(ep, "sqs"), client(ep, "lambda")
+    check_outputs(stack)
+
+    bucket = o["BucketName"]["OutputValue"]
+    expect(f"{name}: BucketName", bucket, stack.physical["LogBucket"])
+    s3.head_bucket(Bucket=bucket)
+    bucket_arn = f"arn:aws:s3:::{bucket}"
+    policy_arn = o["SidecarPolicyArn"]["OutputValue"]
+    iam = client(ep, "iam")
+    version = iam.get_policy(PolicyArn=policy_arn)["Policy"]["DefaultVersionId"]
+    doc = iam.get_policy_version(PolicyArn=policy_arn, VersionId=version)["PolicyVersion"]["Document"]
+    doc = policy_document(doc)
+    expect(f"{name}: SidecarPolicy document", doc,
+           stack.resolve(stack.template["Resources"]["SidecarPolicy"]["Properties"]["PolicyDocument"]))
+
+    # The shipper role's policy as moto's CloudFormation resolved it equals
+    # the one resolved here (which check-permissions.py evaluates), but for
+    # two differences of moto's: its LogGroup.Arn lacks CloudFormation's ":*",
+    # and an AWS::NoValue in a list stays there as null.
+    role = stack.physical["ShipperRole"]
+    for pol in stack.resolve(stack.template["Resources"]["ShipperRole"]["Properties"]["Policies"]):
+        got = policy_document(iam.get_role_policy(RoleName=role, PolicyName=pol["PolicyName"])["PolicyDocument"])
+        got = json.loads(re.sub(r'(:log-group:[^":*]+)"', r'\1:*"', json.dumps(got)))
+        got["Statement"] = [s for s in got["Statement"] if s is not None]
+        expect(f"{name}: ShipperRole policy {pol['PolicyName']}", got, pol["PolicyDocument"])
+
+    queue_url = o["ChunkQueueUrl"]["OutputValue"]
+    dlq_url = o["DeadLetterQueueUrl"]["OutputValue"]
+    dlq_arn = o["DeadLetterQueueArn"]["OutputValue"]
+    expect(f"{name}: DeadLetterQueueArn", sqs.get_queue_attributes(
+        QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"], dlq_arn)
+    attrs = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    queue_arn = attrs["QueueArn"]
+    expect(f"{name}: redrive policy", json.loads(attrs["RedrivePolicy"]),
+           {"deadLetterTargetArn": dlq_arn, "maxReceiveCount": 5})
+
+    fn = o["ShipperFunctionName"]["OutputValue"]
+    conf = lam.get_function_configuration(FunctionName=fn)
+    expect(f"{name}: function role", conf["Role"], stack.attr("ShipperRole", "Arn"))
+    if int(attrs["VisibilityTimeout"]) < 6 * conf["Timeout"]:
+        fail(f"{name}: queue visibility {attrs['VisibilityTimeout']} s under six times the timeout {conf['Timeout']} s")
+    # moto keeps a number from a Ref as a number; Lambda keeps strings.
+    env = {k: str(v) for k, v in conf.get("Environment", {}).get("Variables", {}).items()}
+    expect(f"{name}: LOGDROP_LOG_GROUP", env.get("LOGDROP_LOG_GROUP"), p["LogGroupName"])
+    expect(f"{name}: LOGDROP_CREATE_LOG_GROUP", env.get("LOGDROP_CREATE_LOG_GROUP"), "false")
+    want_table = stack.physical.get("CheckpointTable") if p["CheckpointStore"] == "dynamodb" else None
+    if p["CheckpointStore"] == "dynamodb":
+        table = client(ep, "dynamodb").describe_table(TableName=want_table)["Table"]
+        expect(f"{name}: table key", table["KeySchema"], [{"AttributeName": "pk", "KeyType": "HASH"}])
+    elif "CheckpointTable" in stack.physical:
+        fail(f"{name}: a checkpoint table with CheckpointStore=s3")
+    expect(f"{name}: LOGDROP_CHECKPOINT_TABLE", env.get("LOGDROP_CHECKPOINT_TABLE"), want_table)
+
+    logs = client(ep, "logs")
+    groups = {g["logGroupName"]: g for g in logs.describe_log_groups()["logGroups"]}
+    group = groups.get(p["LogGroupName"])
+    if group is None:
+        fail(f"{name}: file log group {p['LogGroupName']} does not exist")
+    if p["ExistingLogGroup"] == "no":
+        expect(f"{name}: FileLogGroup", stack.physical.get("FileLogGroup"), p["LogGroupName"])
+        expect(f"{name}: retention", group.get("retentionInDays"), int(p["RetentionDays"]))
+        expect(f"{name}: LOGDROP_RETENTION_DAYS", env.get("LOGDROP_RETENTION_DAYS"), p["RetentionDays"])
+    else:
+        if "FileLogGroup" in stack.physical:
+            fail(f"{name}: ExistingLogGroup=yes still creates FileLogGroup")
+        expect(f"{name}: adopted group's retention", group.get("retentionInDays"), pre_existing_retention)
+        expect(f"{name}: LOGDROP_RETENTION_DAYS", env.get("LOGDROP_RETENTION_DAYS"), None)
+    if stack.physical["ShipperLogGroup"] not in groups:
+        fail(f"{name}: the shipper's log group does not exist")
+
+    mappings = lam.list_event_source_mappings(FunctionName=fn)["EventSourceMappings"]
+    # ReportBatchItemFailures: the shipper fails single records, not the batch.
+    expect(f"{name}: event source mappings", [
+        (m["EventSourceArn"], m["BatchSize"], m.get("MaximumBatchingWindowInSeconds"), m.get("FunctionResponseTypes"))
+        for m in mappings], [(queue_arn, 10, 5, ["ReportBatchItemFailures"])])
+    # moto's Lambda drops LoggingConfig: the function's log group as the
+    # template resolves it is the stack's ShipperLogGroup (which the role may write).
+    logging_config = stack.resolve(stack.template["Resources"]["ShipperFunction"]["Properties"]["LoggingConfig"])
+    expect(f"{name}: function's log group", logging_config["LogGroup"], stack.physical["ShipperLogGroup"])
+    expect(f"{name}: JSON log lines", logging_config["LogFormat"], "JSON")
+
+    policy = json.loads(attrs.get("Policy") or sqs.get_queue_attributes(
+        QueueUrl=queue_url, AttributeNames=["Policy"])["Attributes"]["Policy"])
+    senders = [(s["Principal"], s["Action"], s["Condition"]) for s in policy["Statement"] if s["Effect"] == "Allow"]
+    notif = s3.get_bucket_notification_configuration(Bucket=bucket)
+    if p["Trigger"] == "S3":
+        expect(f"{name}: queue policy senders", senders, [(
+            {"Service": "s3.amazonaws.com"}, "sqs:SendMessage",
+            {"ArnLike": {"aws:SourceArn": bucket_arn}, "StringEquals": {"aws:SourceAccount": "123456789012"}})])
+        qc = notif.get("QueueConfigurations", [])
+        expect(f"{name}: notification queues", [c["QueueArn"] for c in qc], [queue_arn])
+        expect(f"{name}: notification events", qc[0]["Events"], ["s3:ObjectCreated:*"])
+        rules = {r["Name"].lower(): r["Value"] for r in qc[0]["Filter"]["Key"]["FilterRules"]}
+        expect(f"{name}: notification filter", rules, {"prefix": "logs/", "suffix": ".gz"})
+        if "EventBridgeConfiguration" in notif or "ChunkRule" in stack.physical:
+            fail(f"{name}: Trigger=S3 also sends to EventBridge")
+    else:
+        rule_arn = stack.attr("ChunkRule", "Arn")
+        expect(f"{name}: queue policy senders", senders, [(
+            {"Service": "events.amazonaws.com"}, "sqs:SendMessage", {"ArnEquals": {"aws:SourceArn": rule_arn}})])
+        # (moto's GetBucketNotificationConfiguration leaves out the
+        # EventBridgeConfiguration it keeps: the delivery below shows it.)
+        if notif.get("QueueConfigurations"):
+            fail(f"{name}: Trigger=EventBridge also notifies {notif['QueueConfigurations']}")
+        events = client(ep, "events")
+        rule = stack.physical["ChunkRule"]
+        targets = events.list_targets_by_rule(Rule=rule)["Targets"]
+        expect(f"{name}: rule targets", [t["Arn"] for t in targets], [queue_arn])
+        pattern = json.loads(events.describe_rule(Name=rule)["EventPattern"])
+        expect(f"{name}: rule's bucket", pattern["detail"]["bucket"]["name"], [bucket])
+
+    # Delivery: of these objects only logs/…gz is a chunk.
+    task = f"logs/c/{name}"
+    for key in ("checkpoints/t.json", f"{task}/x.txt", f"{task}/0001.gz"):
+        s3.put_object(Bucket=bucket, Key=key, Body=b"x")
+    got = sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+    keys = []
+    for m in got:
+        body = json.loads(m["Body"])
+        if body.get("Event") == "s3:TestEvent":
+            continue  # S3 sends one when the notification is set
+        if p["Trigger"] == "S3":
+            # URL-encoded as in S3 events (moto encodes "/" too).
+            keys += [(r["s3"]["bucket"]["name"], unquote_plus(r["s3"]["object"]["key"])) for r in body["Records"]]
+        else:
+            expect(f"{name}: event detail-type", body["detail-type"], "Object Created")
+            keys.append((body["detail"]["bucket"]["name"], body["detail"]["object"]["key"]))
+    expect(f"{name}: chunks delivered to the queue", keys, [(bucket, f"{task}/0001.gz")])
+
+    cw = client(ep, "cloudwatch")
+    alarms = cw.describe_alarms(AlarmNamePrefix=f"{name}-")["MetricAlarms"]
+    dims = sorted(d["Value"] for a in alarms for d in a["Dimensions"])
+    expect(f"{name}: alarms' queues", dims, sorted([queue_arn.split(":")[-1], dlq_arn.split(":")[-1]]))
+
+
+def check_task_stack(stack, logdrop):
+    ep = stack.endpoint
+    check_outputs(stack)
+    ecs, iam = client(ep, "ecs"), client(ep, "iam")
+    arn = stack.outputs["TaskDefinitionArn"]["OutputValue"]
+    td = ecs.describe_task_definition(taskDefinition=arn)["taskDefinition"]
+    # moto's CloudFormation registers the family, containers, volumes and
+    # memory only: the roles are checked as IAM resources of the stack, the
+    # rest by check-template.py (the ECS API model).
+    role = stack.physical["TaskRole"]
+    attached = [a["PolicyArn"] for a in iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"]]
+    expect(f"{stack.name}: task role policies", attached, [logdrop.outputs["SidecarPolicyArn"]["OutputValue"]])
+    iam.get_role(RoleName=stack.physical["ExecutionRole"])
+    containers = {c["name"]: c for c in td["containerDefinitions"]}
+    env = {e["name"]: e["value"] for e in containers["logdrop"].get("environment", [])}
+    expect(f"{stack.name}: sidecar LOGDROP_BUCKET", env.get("LOGDROP_BUCKET"), logdrop.outputs["BucketName"]["OutputValue"])
+    groups = {g["logGroupName"] for g in client(ep, "logs").describe_log_groups()["logGroups"]}
+    for c in containers.values():
+        group = c["logConfiguration"]["options"]["awslogs-group"]
+        if group not in groups:
+            fail(f"{stack.name}: container {c['name']} logs to {group}, which does not exist")
+
+
+def main():
+    template = sys.argv[1] if len(sys.argv) > 1 else TEMPLATE
+    task_template = sys.argv[2] if len(sys.argv) > 2 else TASK_TEMPLATE
+    started = time.monotonic()
+    _server, endpoint = start_moto()
+    upload_code_stub(endpoint)
+    stacks = []
+    for i, (store, trigger, existing) in enumerate(itertools.product(
+            ["dynamodb", "s3"], ["S3", "EventBridge"], ["no", "yes"])):
+        name = f"logdrop{i}"
+        params = {"CheckpointStore": store, "Trigger": trigger, "ExistingLogGroup": existing,
+                  "LogGroupName": f"/ecs/{name}/files"}
+        retention = None
+        if existing == "yes":
+            retention = 7
+            logs = client(endpoint, "logs")
+            logs.create_log_group(logGroupName=params["LogGroupName"])
+            logs.put_retention_policy(logGroupName=params["LogGroupName"], retentionInDays=retention)
+        try:
+            stack = deploy(endpoint, name, template, params)
+            check_logdrop(stack, retention)
+        except Failure as e:
+            fail(f"{params}: {e}")
+        stacks.append(stack)
+        print(f"CREATE_COMPLETE and wired: {name} {' '.join(f'{k}={v}' for k, v in params.items())}")
+    task = deploy(endpoint, "tomcat-task", task_template, {"LogdropStack": stacks[0].name})
+    check_task_stack(task, stacks[0])
+    print(f"CREATE_COMPLETE and wired: tomcat-task (examples/ecs-task.yaml, LogdropStack={stacks[0].name})")
+    print(f"{len(stacks) + 1} stacks checked in {time.monotonic() - started:.1f} s")
+
+
+if __name__ == "__main__":
+    run(main)

@@ -1,12 +1,11 @@
 //! What every step of a pass shares: the store, the rules, the task's
-//! identity, the counters, the limits of a stop or `--once`, and the clock.
+//! identity, the counters, the limits of a stop or `--once`, the open-file
+//! budget and the clock.
 
 use crate::sidecar::config::Config;
 use crate::sidecar::error::Totals;
 use crate::sidecar::followed::Followed;
 use std::collections::HashMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 pub(crate) struct Ctx<S> {
@@ -21,12 +20,19 @@ pub(crate) struct Ctx<S> {
     pub deadline: Option<Instant>,
     /// `--once`: each file's length when it started, by (device, inode).
     pub limits: Option<HashMap<(u64, u64), u64>>,
-    pub clock: Clock,
+    /// Added to the system's clock for the age rules: tests move time on
+    /// instead of sleeping.
+    pub clock_ahead: Duration,
     /// Log files that may be open at once (`open_file_budget`).
     pub max_open: usize,
 }
 
 impl<S> Ctx<S> {
+    /// The time the age rules read.
+    pub fn now(&self) -> Instant {
+        Instant::now() + self.clock_ahead
+    }
+
     /// The bytes of `f` this run ships: all of them, or with `--once` what was there at its start.
     pub fn limit(&self, f: &Followed, len: u64) -> u64 {
         let id = f.record.identity;
@@ -62,40 +68,6 @@ impl Budget {
         if self.open > self.max && f.is_open() {
             f.close();
             self.open -= 1;
-        }
-    }
-}
-
-/// The time the age rules read: the system's, or, in tests, one moved on by
-/// hand so that "8 s later" needs no sleep.
-#[derive(Clone, Default)]
-pub struct Clock {
-    ahead_ms: Option<Arc<AtomicU64>>,
-}
-
-impl Clock {
-    /// A clock that runs with the system's and can be moved forward.
-    pub fn movable() -> Clock {
-        Clock {
-            ahead_ms: Some(Arc::default()),
-        }
-    }
-
-    pub fn now(&self) -> Instant {
-        let ahead = self
-            .ahead_ms
-            .as_ref()
-            .map_or(0, |a| a.load(Ordering::Relaxed));
-        Instant::now() + Duration::from_millis(ahead)
-    }
-
-    /// Moves a movable clock forward (no effect on the system's).
-    pub fn advance(&self, by: Duration) {
-        if let Some(a) = &self.ahead_ms {
-            a.fetch_add(
-                u64::try_from(by.as_millis()).unwrap_or(u64::MAX),
-                Ordering::Relaxed,
-            );
         }
     }
 }

@@ -22,7 +22,6 @@ pub mod tail;
 pub mod upload;
 
 pub use config::Config;
-pub use context::Clock;
 pub use cut::Mode;
 pub use error::{Progress, SidecarError, Totals};
 
@@ -90,7 +89,7 @@ impl<S: ObjectStore> Sidecar<S> {
                 max_attempts: None,
                 deadline: None,
                 limits: None,
-                clock: Clock::default(),
+                clock_ahead: std::time::Duration::ZERO,
                 max_open: open_file_budget(),
             },
             state,
@@ -133,11 +132,6 @@ impl<S: ObjectStore> Sidecar<S> {
                 self.retired.insert(name, rec);
             }
         }
-    }
-
-    /// The age rules read this clock: tests move it instead of sleeping.
-    pub fn set_clock(&mut self, clock: Clock) {
-        self.ctx.clock = clock;
     }
 
     /// Gives up on an upload after this many attempts instead of waiting forever.
@@ -432,7 +426,7 @@ async fn flush<S: ObjectStore>(
     files: &mut [&mut Followed],
     mode: Mode,
 ) -> Result<bool, SidecarError> {
-    let now = ctx.clock.now();
+    let now = ctx.now();
     let (mut plan, mut left) = cut::plan(ctx, files, mode, now);
     while let Some(seg) = cut::cut_segment(ctx, files, &mut plan, &mut left) {
         segment::ship(ctx, rec, files, seg).await?;

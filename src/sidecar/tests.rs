@@ -53,28 +53,19 @@ impl Recording {
         self.puts.lock().unwrap().clone()
     }
 
-    /// Every file range uploaded, v1 chunk or segment part, with its bytes;
-    /// a key uploaded twice counts once.
+    /// Every file range uploaded as a segment part, with its bytes; a key
+    /// uploaded twice counts once.
     fn ranges(&self) -> Vec<(ChunkKey, Vec<u8>)> {
         let mut keys = self.keys();
         keys.sort();
         keys.dedup();
         let mut out = Vec::new();
         for key in keys {
-            let body = self.store.body("b", &key).unwrap();
-            if let Ok(seg) = SegmentKey::parse(&key, "logs") {
-                let (manifest, plain) = decode_segment(&body);
-                for (p, bytes) in manifest.parts.iter().zip(plain) {
-                    assert_eq!(bytes.len() as u64, p.end - p.start, "{key}: part length");
-                    out.push((p.chunk_key(&seg), bytes));
-                }
-            } else {
-                let k = ChunkKey::parse(&key, "logs").unwrap();
-                let mut plain = Vec::new();
-                flate2::read::GzDecoder::new(&body[..])
-                    .read_to_end(&mut plain)
-                    .unwrap();
-                out.push((k, plain));
+            let seg = SegmentKey::parse(&key, "logs").unwrap();
+            let (manifest, plain) = decode_segment(&self.store.body("b", &key).unwrap());
+            for (p, bytes) in manifest.parts.iter().zip(plain) {
+                assert_eq!(bytes.len() as u64, p.end - p.start, "{key}: part length");
+                out.push((p.chunk_key(&seg), bytes));
             }
         }
         out
@@ -142,13 +133,10 @@ fn config(dir: &Path, extra: &[(&str, &str)]) -> Config {
     Config::from_env(&Env::from_pairs(pairs)).unwrap()
 }
 
-/// A sidecar with a clock the tests move on by hand.
 async fn sidecar(store: &Recording, config: Config) -> Sidecar<Recording> {
-    let mut s = Sidecar::start(store.clone(), config, "c".into(), "t".into())
+    Sidecar::start(store.clone(), config, "c".into(), "t".into())
         .await
-        .unwrap();
-    s.set_clock(Clock::movable());
-    s
+        .unwrap()
 }
 
 fn append(path: &Path, bytes: &[u8]) {

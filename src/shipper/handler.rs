@@ -3,6 +3,7 @@
 use crate::core::keys::TaskRef;
 use crate::ports::{CheckpointStore, LogSink, ObjectStore};
 use crate::shipper::Config;
+use crate::shipper::checkpoint::CheckpointError;
 use crate::shipper::invocation::{
     DEFAULT_DEADLINE_MARGIN_MS, Invocation, InvocationState, deadline_margin,
 };
@@ -89,9 +90,33 @@ pub struct RecordReport {
     #[serde(skip)]
     pub retryable: bool,
     pub objects: Vec<ObjectOutcome>,
-    /// The checkpoint documents (bucket, task) its objects use.
+    /// The checkpoint documents (bucket, task) its objects use, each with
+    /// the key of the object that uses it.
     #[serde(skip)]
-    pub documents: Vec<(String, TaskRef)>,
+    pub documents: Vec<(Document, String)>,
+}
+
+/// A checkpoint document: its bucket and its task.
+pub type Document = (String, TaskRef);
+
+/// Fails every record that succeeded so far but needed the write of `doc`
+/// that failed, with the one line naming its objects that every failed
+/// record gets: without it, Lambda's logs would only name the document.
+fn fail_unrecorded(reports: &mut [RecordReport], doc: &Document, e: &CheckpointError) {
+    for r in reports.iter_mut().filter(|r| r.ok) {
+        let keys: Vec<&str> = (r.documents.iter())
+            .filter(|(d, _)| d == doc)
+            .map(|(_, key)| key.as_str())
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        let key = keys.join(", ");
+        tracing::error!(record = r.id, key, kind = "checkpoint", will_retry = e.is_retryable(), error = %e, "record failed");
+        r.ok = false;
+        r.error = Some(e.to_string());
+        r.retryable = e.is_retryable();
+    }
 }
 
 pub struct Shipper<O, C, L> {
@@ -150,16 +175,9 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
         // The completions of every object, one write per task document. A
         // record is only done once its objects' completions are written.
         for (doc, result) in state.flush().await {
-            let Err(e) = result else { continue };
-            tracing::error!(checkpoint = doc.1.checkpoint_key(&self.config.checkpoint_prefix), error = %e, "could not record the invocation's progress; its leases expire by themselves");
-            for r in reports
-                .iter_mut()
-                .filter(|r| r.ok && r.documents.contains(&doc))
-            {
-                tracing::error!(record = r.id, kind = "checkpoint", will_retry = e.is_retryable(), error = %e, "record failed");
-                r.ok = false;
-                r.error = Some(e.to_string());
-                r.retryable = e.is_retryable();
+            if let Err(e) = result {
+                tracing::error!(checkpoint = doc.1.checkpoint_key(&self.config.checkpoint_prefix), error = %e, "could not record the invocation's progress; its leases expire by themselves");
+                fail_unrecorded(&mut reports, &doc, &e);
             }
         }
         let failed: Vec<&RecordReport> = reports.iter().filter(|r| !r.ok).collect();
@@ -245,15 +263,17 @@ where
         }
     };
     for (j, obj) in objects.iter().enumerate() {
-        if let Some(doc) = prelease::document_of(&obj.raw_key, &obj.bucket, deps.config) {
-            report.documents.push(doc);
-        }
         let job = ObjectJob {
             obj,
             owner: prelease::owner(&state.inv.request_id, index, j),
         };
         match job.run(deps, state).await {
-            Ok(outcome) => report.objects.push(outcome),
+            Ok(outcome) => {
+                if let Some(doc) = prelease::document_of(&obj.raw_key, &obj.bucket, deps.config) {
+                    report.documents.push((doc, outcome.key().to_string()));
+                }
+                report.objects.push(outcome);
+            }
             Err(e) => {
                 let retryable = e.is_retryable();
                 let (key, kind) = (e.key(), e.kind());

@@ -31,6 +31,18 @@ pub enum ObjectOutcome {
     },
 }
 
+impl ObjectOutcome {
+    /// The object's key as stored.
+    pub fn key(&self) -> &str {
+        match self {
+            ObjectOutcome::Skipped { key, .. }
+            | ObjectOutcome::AlreadyShipped { key }
+            | ObjectOutcome::Missing { key }
+            | ObjectOutcome::Shipped { key, .. } => key,
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct ShipReport {
     #[serde(flatten)]

@@ -4,10 +4,11 @@ use crate::core::keys::TaskRef;
 use crate::ports::{CheckpointStore, LogSink, ObjectStore};
 use crate::shipper::Config;
 use crate::shipper::checkpoint::CheckpointError;
+use crate::shipper::chunk::Deps;
 use crate::shipper::invocation::{
     DEFAULT_DEADLINE_MARGIN_MS, Invocation, InvocationState, deadline_margin,
 };
-use crate::shipper::object::{Deps, ObjectJob};
+use crate::shipper::object::ObjectJob;
 use crate::shipper::outcome::{ObjectError, ObjectOutcome};
 use crate::shipper::prelease;
 use crate::shipper::sink::Sender;

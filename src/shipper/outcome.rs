@@ -59,6 +59,25 @@ pub struct ShipReport {
     pub possible_duplicates: u64,
 }
 
+impl ShipReport {
+    /// Adds another chunk's counts: a segment reports the sum of its parts.
+    pub fn add(&mut self, r: &ShipReport) {
+        let (s, t) = (&mut self.stats, &r.stats);
+        s.events += t.events;
+        s.parts += t.parts;
+        s.escaped_bytes += t.escaped_bytes;
+        s.inherited_timestamps += t.inherited_timestamps;
+        s.clamped_old += t.clamped_old;
+        s.clamped_future += t.clamped_future;
+        self.sent += r.sent;
+        self.duplicates += r.duplicates;
+        self.put_calls += r.put_calls;
+        self.restamped += r.restamped;
+        self.outcome_unknown_calls += r.outcome_unknown_calls;
+        self.possible_duplicates += r.possible_duplicates;
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ObjectError {
     #[error(

@@ -97,6 +97,25 @@ pub struct RecordReport {
     pub documents: Vec<(Document, String)>,
 }
 
+impl RecordReport {
+    fn new(id: &str) -> Self {
+        RecordReport {
+            id: id.to_string(),
+            ok: true,
+            error: None,
+            retryable: true,
+            objects: Vec::new(),
+            documents: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, error: String, retryable: bool) {
+        self.ok = false;
+        self.error = Some(error);
+        self.retryable = retryable;
+    }
+}
+
 /// A checkpoint document: its bucket and its task.
 pub type Document = (String, TaskRef);
 
@@ -114,9 +133,7 @@ fn fail_unrecorded(reports: &mut [RecordReport], doc: &Document, e: &CheckpointE
         }
         let key = keys.join(", ");
         tracing::error!(record = r.id, key, kind = "checkpoint", will_retry = e.is_retryable(), error = %e, "record failed");
-        r.ok = false;
-        r.error = Some(e.to_string());
-        r.retryable = e.is_retryable();
+        r.fail(e.to_string(), e.is_retryable());
     }
 }
 
@@ -181,47 +198,59 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
                 fail_unrecorded(&mut reports, &doc, &e);
             }
         }
-        let failed: Vec<&RecordReport> = reports.iter().filter(|r| !r.ok).collect();
-        let missing = reports
-            .iter()
-            .flat_map(|r| &r.objects)
-            .filter(|o| matches!(o, ObjectOutcome::Missing { .. }))
-            .count();
         let after = self.sender.unknown_outcomes();
-        tracing::info!(
-            records = reports.len(),
-            failed = failed.len(),
-            missing,
-            put_outcome_unknown_calls = after.0 - before.0,
-            possible_duplicates = after.1 - before.1,
-            kind = ?trigger.kind,
-            "invocation done"
-        );
-        if trigger.kind == TriggerKind::Sqs {
-            let mut response = SqsBatchResponse::default();
-            response.batch_item_failures = failed
-                .iter()
-                .map(|r| {
-                    let mut f = BatchItemFailure::default();
-                    f.item_identifier = r.id.clone();
-                    f
-                })
-                .collect();
-            return Ok(Response::Sqs(response));
-        }
-        let first = failed.first().map(|r| r.error.clone().unwrap_or_default());
-        let (n_failed, retryable) = (failed.len(), failed.iter().all(|r| r.retryable));
-        let summary = Summary { records: reports };
-        match first {
-            None => Ok(Response::Summary(summary)),
-            Some(first) => Err(HandlerError::Records {
-                failed: n_failed,
-                total: summary.records.len(),
-                first,
-                retryable,
-                response: summary,
-            }),
-        }
+        let (calls, events) = (after.0 - before.0, after.1 - before.1);
+        log_done(&reports, trigger.kind, calls, events);
+        answer(trigger.kind, reports)
+    }
+}
+
+/// The invocation's summary line.
+fn log_done(reports: &[RecordReport], kind: TriggerKind, unknown_calls: u64, unknown_events: u64) {
+    let missing = reports
+        .iter()
+        .flat_map(|r| &r.objects)
+        .filter(|o| matches!(o, ObjectOutcome::Missing { .. }))
+        .count();
+    tracing::info!(
+        records = reports.len(),
+        failed = reports.iter().filter(|r| !r.ok).count(),
+        missing,
+        put_outcome_unknown_calls = unknown_calls,
+        possible_duplicates = unknown_events,
+        kind = ?kind,
+        "invocation done"
+    );
+}
+
+/// For SQS a partial batch response naming the failed messages; otherwise
+/// a summary, or an error when any record failed so the trigger retries.
+fn answer(kind: TriggerKind, reports: Vec<RecordReport>) -> Result<Response, HandlerError> {
+    let failed: Vec<&RecordReport> = reports.iter().filter(|r| !r.ok).collect();
+    if kind == TriggerKind::Sqs {
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failed
+            .iter()
+            .map(|r| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = r.id.clone();
+                f
+            })
+            .collect();
+        return Ok(Response::Sqs(response));
+    }
+    let first = failed.first().map(|r| r.error.clone().unwrap_or_default());
+    let (n_failed, retryable) = (failed.len(), failed.iter().all(|r| r.retryable));
+    let summary = Summary { records: reports };
+    match first {
+        None => Ok(Response::Summary(summary)),
+        Some(first) => Err(HandlerError::Records {
+            failed: n_failed,
+            total: summary.records.len(),
+            first,
+            retryable,
+            response: summary,
+        }),
     }
 }
 
@@ -239,14 +268,7 @@ where
     C: CheckpointStore,
     L: LogSink,
 {
-    let mut report = RecordReport {
-        id: record.id.clone(),
-        ok: true,
-        error: None,
-        retryable: true,
-        objects: Vec::new(),
-        documents: Vec::new(),
-    };
+    let mut report = RecordReport::new(&record.id);
     let objects = match &record.objects {
         Ok(o) => o,
         Err(why) => {
@@ -257,9 +279,7 @@ where
                 error = %why,
                 "record cannot be read; failing it so it stays visible"
             );
-            report.ok = false;
-            report.error = Some(why.to_string());
-            report.retryable = false;
+            report.fail(why.to_string(), false);
             return report;
         }
     };
@@ -276,16 +296,14 @@ where
                 report.objects.push(outcome);
             }
             Err(e) => {
-                let retryable = e.is_retryable();
-                let (key, kind) = (e.key(), e.kind());
+                let (key, kind, retryable) = (e.key(), e.kind(), e.is_retryable());
+                // Another invocation at work on it is expected, not an error.
                 if matches!(e, ObjectError::LeaseHeld { .. }) {
                     tracing::warn!(record = record.id, key, kind, will_retry = retryable, error = %e, "record failed");
                 } else {
                     tracing::error!(record = record.id, key, kind, will_retry = retryable, error = %e, "record failed");
                 }
-                report.ok = false;
-                report.error = Some(e.to_string());
-                report.retryable = retryable;
+                report.fail(e.to_string(), retryable);
                 return report;
             }
         }

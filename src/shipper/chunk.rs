@@ -241,17 +241,12 @@ async fn lease<C: CheckpointStore>(
                 key: object.key.clone(),
                 source,
             })?;
-        let taken = taken.map_err(
-            |Held {
-                 index,
-                 owner,
-                 until,
-             }| ObjectError::LeaseHeld {
-                key: unleased[index].name.clone(),
-                owner,
-                until,
-            },
-        )?;
+        let taken = taken.map_err(|held: Held| ObjectError::LeaseHeld {
+            key: unleased[held.index].name.clone(),
+            owner: held.owner,
+            until: held.until,
+        })?;
+        // One answer per chunk asked, in their order.
         let mut taken = taken.into_iter();
         for f in found.iter_mut().filter(|f| f.is_none()) {
             *f = taken.next();

@@ -2,10 +2,11 @@
 //! no table to create) or DynamoDB (`LOGDROP_CHECKPOINT_TABLE` set; cheaper
 //! per write). Both keep the same documents with the same semantics.
 
-use crate::aws::dynamodb::{DynamoDb, TableConfig};
+use crate::aws::dynamodb::DynamoDb;
 use crate::aws::s3::S3;
 use crate::config::{ConfigError, Env};
 use crate::ports::{CheckpointStore, PortError, Precondition};
+use crate::shipper::config::CheckpointTable;
 
 #[derive(Clone)]
 pub enum AnyCheckpointStore {
@@ -17,11 +18,11 @@ impl AnyCheckpointStore {
     /// Chooses the store from `LOGDROP_CHECKPOINT_TABLE`; a bad value is an
     /// error naming its variable.
     pub fn from_env(env: &Env, sdk: &aws_config::SdkConfig) -> Result<Self, ConfigError> {
-        Ok(Self::new(sdk, TableConfig::from_env(env)?.as_ref()))
+        Ok(Self::new(sdk, CheckpointTable::from_env(env)?.as_ref()))
     }
 
-    /// For a configuration parsed earlier (`TableConfig::from_env` at start-up).
-    pub fn new(sdk: &aws_config::SdkConfig, table: Option<&TableConfig>) -> Self {
+    /// The store the shipper's configuration describes (`Config::checkpoint_table`).
+    pub fn new(sdk: &aws_config::SdkConfig, table: Option<&CheckpointTable>) -> Self {
         match table {
             Some(table) => AnyCheckpointStore::DynamoDb(DynamoDb::new(sdk, table)),
             None => AnyCheckpointStore::S3(S3::new(sdk)),

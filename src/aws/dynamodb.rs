@@ -17,8 +17,8 @@
 //! stacks) without two tasks of the same name sharing a document, and so the
 //! identity of a checkpoint is the same whichever store holds it.
 
-use crate::config::{ConfigError, Env, err};
 use crate::ports::{CheckpointStore, Failure, PortError, Precondition};
+use crate::shipper::config::CheckpointTable;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::Blob;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -40,51 +40,6 @@ pub const MAX_ITEM_BYTES: usize = 400 * 1024;
 /// Room kept for `version` and `expires_at` (names and values) in the size check.
 const FIXED_ATTRIBUTE_BYTES: usize = 64;
 
-/// How long a checkpoint outlives its last write by default. It must outlast
-/// every redelivery of the task's chunks (SQS keeps a message at most 14 days,
-/// as does the dead-letter queue) or a late duplicate would be shipped again.
-pub const DEFAULT_TTL_DAYS: u32 = 30;
-
-/// Where checkpoints go when `LOGDROP_CHECKPOINT_TABLE` is set.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TableConfig {
-    pub table: String,
-    pub ttl: Duration,
-}
-
-impl TableConfig {
-    /// `LOGDROP_CHECKPOINT_TABLE` (unset: `None`, the S3 store) and
-    /// `LOGDROP_CHECKPOINT_TTL_DAYS` (default 30, at least 15).
-    pub fn from_env(env: &Env) -> Result<Option<TableConfig>, ConfigError> {
-        let ttl_days = env.parse("LOGDROP_CHECKPOINT_TTL_DAYS", DEFAULT_TTL_DAYS)?;
-        if ttl_days < 15 {
-            return Err(err(
-                "LOGDROP_CHECKPOINT_TTL_DAYS",
-                format!(
-                    "{ttl_days} is too short: a checkpoint must outlive SQS's 14-day redelivery window"
-                ),
-            ));
-        }
-        let Some(table) = env.get("LOGDROP_CHECKPOINT_TABLE") else {
-            return Ok(None);
-        };
-        let valid = (3..=255).contains(&table.len())
-            && table
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-        if !valid {
-            return Err(err(
-                "LOGDROP_CHECKPOINT_TABLE",
-                format!("`{table}` is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ - .)"),
-            ));
-        }
-        Ok(Some(TableConfig {
-            table: table.to_string(),
-            ttl: Duration::from_secs(u64::from(ttl_days) * 86_400),
-        }))
-    }
-}
-
 #[derive(Clone)]
 pub struct DynamoDb {
     client: Client,
@@ -93,7 +48,8 @@ pub struct DynamoDb {
 }
 
 impl DynamoDb {
-    pub fn new(sdk: &aws_config::SdkConfig, config: &TableConfig) -> Self {
+    /// The adapter for the table the shipper's configuration describes.
+    pub fn new(sdk: &aws_config::SdkConfig, config: &CheckpointTable) -> Self {
         DynamoDb {
             client: Client::new(sdk),
             table: config.table.clone(),
@@ -292,30 +248,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn table_config() {
-        let env = |pairs: &[(&'static str, &'static str)]| {
-            TableConfig::from_env(&Env::from_pairs(pairs.iter().copied()))
-        };
-        assert_eq!(env(&[]), Ok(None));
-        assert_eq!(
-            env(&[("LOGDROP_CHECKPOINT_TABLE", "logdrop-checkpoints")]),
-            Ok(Some(TableConfig {
-                table: "logdrop-checkpoints".into(),
-                ttl: Duration::from_secs(30 * 86_400),
-            }))
-        );
-        for (var, value) in [
-            ("LOGDROP_CHECKPOINT_TABLE", "a/b"),
-            ("LOGDROP_CHECKPOINT_TABLE", "ab"),
-            ("LOGDROP_CHECKPOINT_TTL_DAYS", "7"),
-            ("LOGDROP_CHECKPOINT_TTL_DAYS", "soon"),
-        ] {
-            let e = env(&[("LOGDROP_CHECKPOINT_TABLE", "t-1"), (var, value)]);
-            assert_eq!(e.unwrap_err().var, var, "{var}={value}");
-        }
-    }
 
     #[test]
     fn classifies_dynamodb_codes() {

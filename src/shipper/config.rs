@@ -1,10 +1,10 @@
 //! The shipper's configuration (contract v1), parsed once at start-up.
 
-use crate::aws::dynamodb::TableConfig;
 use crate::config::{ConfigError, Env, err};
 use crate::core::batch::{DEFAULT_MAX_EVENT_BYTES, EVENT_OVERHEAD};
 use crate::core::keys::{ChunkKey, DEFAULT_CHECKPOINT_PREFIX, DEFAULT_KEY_PREFIX, TaskRef};
 use chrono_tz::Tz;
+use std::time::Duration;
 
 /// Retention values CloudWatch Logs accepts.
 const RETENTION_DAYS: [u32; 22] = [
@@ -21,7 +21,7 @@ pub struct Config {
     pub checkpoint_prefix: String,
     /// `LOGDROP_CHECKPOINT_TABLE`: set, checkpoints live in that DynamoDB
     /// table (cheaper per write); unset, in S3 next to the chunks.
-    pub checkpoint_table: Option<TableConfig>,
+    pub checkpoint_table: Option<CheckpointTable>,
     pub timezone: Tz,
     pub create_log_group: bool,
     pub retention_days: Option<u32>,
@@ -83,7 +83,7 @@ impl Config {
             key_prefix,
             checkpoint_bucket: env.get("LOGDROP_CHECKPOINT_BUCKET").map(str::to_string),
             checkpoint_prefix,
-            checkpoint_table: TableConfig::from_env(env)?,
+            checkpoint_table: CheckpointTable::from_env(env)?,
             timezone,
             create_log_group: env.flag("LOGDROP_CREATE_LOG_GROUP", true)?,
             retention_days,
@@ -91,6 +91,53 @@ impl Config {
             object_concurrency: positive(env, "LOGDROP_OBJECT_CONCURRENCY", 4)?,
             put_concurrency: positive(env, "LOGDROP_PUT_CONCURRENCY", 8)?,
         })
+    }
+}
+
+/// How long a checkpoint outlives its last write by default. It must outlast
+/// every redelivery of the task's chunks (SQS keeps a message at most 14 days,
+/// as does the dead-letter queue) or a late duplicate would be shipped again.
+pub const DEFAULT_CHECKPOINT_TTL_DAYS: u32 = 30;
+
+/// Where checkpoints go when `LOGDROP_CHECKPOINT_TABLE` is set: a description
+/// only; the DynamoDB adapter is built from it (`aws::checkpoint_store`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckpointTable {
+    pub table: String,
+    /// How long an item outlives its last write (`LOGDROP_CHECKPOINT_TTL_DAYS`).
+    pub ttl: Duration,
+}
+
+impl CheckpointTable {
+    /// `LOGDROP_CHECKPOINT_TABLE` (unset: `None`, the S3 store) and
+    /// `LOGDROP_CHECKPOINT_TTL_DAYS` (default 30, at least 15).
+    pub fn from_env(env: &Env) -> Result<Option<CheckpointTable>, ConfigError> {
+        let ttl_days = env.parse("LOGDROP_CHECKPOINT_TTL_DAYS", DEFAULT_CHECKPOINT_TTL_DAYS)?;
+        if ttl_days < 15 {
+            return Err(err(
+                "LOGDROP_CHECKPOINT_TTL_DAYS",
+                format!(
+                    "{ttl_days} is too short: a checkpoint must outlive SQS's 14-day redelivery window"
+                ),
+            ));
+        }
+        let Some(table) = env.get("LOGDROP_CHECKPOINT_TABLE") else {
+            return Ok(None);
+        };
+        let valid = (3..=255).contains(&table.len())
+            && table
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+        if !valid {
+            return Err(err(
+                "LOGDROP_CHECKPOINT_TABLE",
+                format!("`{table}` is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ - .)"),
+            ));
+        }
+        Ok(Some(CheckpointTable {
+            table: table.to_string(),
+            ttl: Duration::from_secs(u64::from(ttl_days) * 86_400),
+        }))
     }
 }
 
@@ -211,6 +258,30 @@ mod tests {
             ("LOGDROP_CHECKPOINT_PREFIX", "cp"),
         ]);
         assert_eq!(moved.unwrap_err().var, "LOGDROP_KEY_PREFIX");
+    }
+
+    #[test]
+    fn checkpoint_table() {
+        let env = |pairs: &[(&'static str, &'static str)]| {
+            CheckpointTable::from_env(&Env::from_pairs(pairs.iter().copied()))
+        };
+        assert_eq!(env(&[]), Ok(None));
+        assert_eq!(
+            env(&[("LOGDROP_CHECKPOINT_TABLE", "logdrop-checkpoints")]),
+            Ok(Some(CheckpointTable {
+                table: "logdrop-checkpoints".into(),
+                ttl: Duration::from_secs(30 * 86_400),
+            }))
+        );
+        for (var, value) in [
+            ("LOGDROP_CHECKPOINT_TABLE", "a/b"),
+            ("LOGDROP_CHECKPOINT_TABLE", "ab"),
+            ("LOGDROP_CHECKPOINT_TTL_DAYS", "7"),
+            ("LOGDROP_CHECKPOINT_TTL_DAYS", "soon"),
+        ] {
+            let e = env(&[("LOGDROP_CHECKPOINT_TABLE", "t-1"), (var, value)]);
+            assert_eq!(e.unwrap_err().var, var, "{var}={value}");
+        }
     }
 
     #[test]

@@ -3,10 +3,12 @@
 use crate::core::keys::TaskRef;
 use crate::ports::{CheckpointStore, LogSink, ObjectStore};
 use crate::shipper::Config;
+use crate::shipper::checkpoint::CheckpointError;
+use crate::shipper::chunk::Deps;
 use crate::shipper::invocation::{
     DEFAULT_DEADLINE_MARGIN_MS, Invocation, InvocationState, deadline_margin,
 };
-use crate::shipper::object::{Deps, ObjectJob};
+use crate::shipper::object::ObjectJob;
 use crate::shipper::outcome::{ObjectError, ObjectOutcome};
 use crate::shipper::prelease;
 use crate::shipper::sink::Sender;
@@ -89,9 +91,50 @@ pub struct RecordReport {
     #[serde(skip)]
     pub retryable: bool,
     pub objects: Vec<ObjectOutcome>,
-    /// The checkpoint documents (bucket, task) its objects use.
+    /// The checkpoint documents (bucket, task) its objects use, each with
+    /// the key of the object that uses it.
     #[serde(skip)]
-    pub documents: Vec<(String, TaskRef)>,
+    pub documents: Vec<(Document, String)>,
+}
+
+impl RecordReport {
+    fn new(id: &str) -> Self {
+        RecordReport {
+            id: id.to_string(),
+            ok: true,
+            error: None,
+            retryable: true,
+            objects: Vec::new(),
+            documents: Vec::new(),
+        }
+    }
+
+    fn fail(&mut self, error: String, retryable: bool) {
+        self.ok = false;
+        self.error = Some(error);
+        self.retryable = retryable;
+    }
+}
+
+/// A checkpoint document: its bucket and its task.
+pub type Document = (String, TaskRef);
+
+/// Fails every record that succeeded so far but needed the write of `doc`
+/// that failed, with the one line naming its objects that every failed
+/// record gets: without it, Lambda's logs would only name the document.
+fn fail_unrecorded(reports: &mut [RecordReport], doc: &Document, e: &CheckpointError) {
+    for r in reports.iter_mut().filter(|r| r.ok) {
+        let keys: Vec<&str> = (r.documents.iter())
+            .filter(|(d, _)| d == doc)
+            .map(|(_, key)| key.as_str())
+            .collect();
+        if keys.is_empty() {
+            continue;
+        }
+        let key = keys.join(", ");
+        tracing::error!(record = r.id, key, kind = "checkpoint", will_retry = e.is_retryable(), error = %e, "record failed");
+        r.fail(e.to_string(), e.is_retryable());
+    }
 }
 
 pub struct Shipper<O, C, L> {
@@ -150,59 +193,64 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
         // The completions of every object, one write per task document. A
         // record is only done once its objects' completions are written.
         for (doc, result) in state.flush().await {
-            let Err(e) = result else { continue };
-            tracing::error!(checkpoint = doc.1.checkpoint_key(&self.config.checkpoint_prefix), error = %e, "could not record the invocation's progress; its leases expire by themselves");
-            for r in reports
-                .iter_mut()
-                .filter(|r| r.ok && r.documents.contains(&doc))
-            {
-                tracing::error!(record = r.id, kind = "checkpoint", will_retry = e.is_retryable(), error = %e, "record failed");
-                r.ok = false;
-                r.error = Some(e.to_string());
-                r.retryable = e.is_retryable();
+            if let Err(e) = result {
+                tracing::error!(checkpoint = doc.1.checkpoint_key(&self.config.checkpoint_prefix), error = %e, "could not record the invocation's progress; its leases expire by themselves");
+                fail_unrecorded(&mut reports, &doc, &e);
             }
         }
-        let failed: Vec<&RecordReport> = reports.iter().filter(|r| !r.ok).collect();
-        let missing = reports
-            .iter()
-            .flat_map(|r| &r.objects)
-            .filter(|o| matches!(o, ObjectOutcome::Missing { .. }))
-            .count();
         let after = self.sender.unknown_outcomes();
-        tracing::info!(
-            records = reports.len(),
-            failed = failed.len(),
-            missing,
-            put_outcome_unknown_calls = after.0 - before.0,
-            possible_duplicates = after.1 - before.1,
-            kind = ?trigger.kind,
-            "invocation done"
-        );
-        if trigger.kind == TriggerKind::Sqs {
-            let mut response = SqsBatchResponse::default();
-            response.batch_item_failures = failed
-                .iter()
-                .map(|r| {
-                    let mut f = BatchItemFailure::default();
-                    f.item_identifier = r.id.clone();
-                    f
-                })
-                .collect();
-            return Ok(Response::Sqs(response));
-        }
-        let first = failed.first().map(|r| r.error.clone().unwrap_or_default());
-        let (n_failed, retryable) = (failed.len(), failed.iter().all(|r| r.retryable));
-        let summary = Summary { records: reports };
-        match first {
-            None => Ok(Response::Summary(summary)),
-            Some(first) => Err(HandlerError::Records {
-                failed: n_failed,
-                total: summary.records.len(),
-                first,
-                retryable,
-                response: summary,
-            }),
-        }
+        let (calls, events) = (after.0 - before.0, after.1 - before.1);
+        log_done(&reports, trigger.kind, calls, events);
+        answer(trigger.kind, reports)
+    }
+}
+
+/// The invocation's summary line.
+fn log_done(reports: &[RecordReport], kind: TriggerKind, unknown_calls: u64, unknown_events: u64) {
+    let missing = reports
+        .iter()
+        .flat_map(|r| &r.objects)
+        .filter(|o| matches!(o, ObjectOutcome::Missing { .. }))
+        .count();
+    tracing::info!(
+        records = reports.len(),
+        failed = reports.iter().filter(|r| !r.ok).count(),
+        missing,
+        put_outcome_unknown_calls = unknown_calls,
+        possible_duplicates = unknown_events,
+        kind = ?kind,
+        "invocation done"
+    );
+}
+
+/// For SQS a partial batch response naming the failed messages; otherwise
+/// a summary, or an error when any record failed so the trigger retries.
+fn answer(kind: TriggerKind, reports: Vec<RecordReport>) -> Result<Response, HandlerError> {
+    let failed: Vec<&RecordReport> = reports.iter().filter(|r| !r.ok).collect();
+    if kind == TriggerKind::Sqs {
+        let mut response = SqsBatchResponse::default();
+        response.batch_item_failures = failed
+            .iter()
+            .map(|r| {
+                let mut f = BatchItemFailure::default();
+                f.item_identifier = r.id.clone();
+                f
+            })
+            .collect();
+        return Ok(Response::Sqs(response));
+    }
+    let first = failed.first().map(|r| r.error.clone().unwrap_or_default());
+    let (n_failed, retryable) = (failed.len(), failed.iter().all(|r| r.retryable));
+    let summary = Summary { records: reports };
+    match first {
+        None => Ok(Response::Summary(summary)),
+        Some(first) => Err(HandlerError::Records {
+            failed: n_failed,
+            total: summary.records.len(),
+            first,
+            retryable,
+            response: summary,
+        }),
     }
 }
 
@@ -220,14 +268,7 @@ where
     C: CheckpointStore,
     L: LogSink,
 {
-    let mut report = RecordReport {
-        id: record.id.clone(),
-        ok: true,
-        error: None,
-        retryable: true,
-        objects: Vec::new(),
-        documents: Vec::new(),
-    };
+    let mut report = RecordReport::new(&record.id);
     let objects = match &record.objects {
         Ok(o) => o,
         Err(why) => {
@@ -238,33 +279,31 @@ where
                 error = %why,
                 "record cannot be read; failing it so it stays visible"
             );
-            report.ok = false;
-            report.error = Some(why.to_string());
-            report.retryable = false;
+            report.fail(why.to_string(), false);
             return report;
         }
     };
     for (j, obj) in objects.iter().enumerate() {
-        if let Some(doc) = prelease::document_of(&obj.raw_key, &obj.bucket, deps.config) {
-            report.documents.push(doc);
-        }
         let job = ObjectJob {
             obj,
             owner: prelease::owner(&state.inv.request_id, index, j),
         };
         match job.run(deps, state).await {
-            Ok(outcome) => report.objects.push(outcome),
+            Ok(outcome) => {
+                if let Some(doc) = prelease::document_of(&obj.raw_key, &obj.bucket, deps.config) {
+                    report.documents.push((doc, outcome.key().to_string()));
+                }
+                report.objects.push(outcome);
+            }
             Err(e) => {
-                let retryable = e.is_retryable();
-                let (key, kind) = (e.key(), e.kind());
+                let (key, kind, retryable) = (e.key(), e.kind(), e.is_retryable());
+                // Another invocation at work on it is expected, not an error.
                 if matches!(e, ObjectError::LeaseHeld { .. }) {
                     tracing::warn!(record = record.id, key, kind, will_retry = retryable, error = %e, "record failed");
                 } else {
                     tracing::error!(record = record.id, key, kind, will_retry = retryable, error = %e, "record failed");
                 }
-                report.ok = false;
-                report.error = Some(e.to_string());
-                report.retryable = retryable;
+                report.fail(e.to_string(), retryable);
                 return report;
             }
         }

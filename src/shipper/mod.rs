@@ -1,9 +1,12 @@
 //! The shipper Lambda: S3 chunk objects into CloudWatch Logs, exactly once.
 
 pub mod checkpoint;
+pub mod chunk;
+pub mod classify;
 pub mod config;
 pub mod handler;
 pub mod invocation;
+pub mod lease;
 pub mod object;
 pub mod outcome;
 pub mod pipeline;

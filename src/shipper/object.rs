@@ -1,122 +1,17 @@
-//! One chunk object, in stages: classify its key, lease its range, pump its
-//! events (`pump.rs`), settle the checkpoint. The decision after the pump is
-//! the pure `settle`. Outcomes and errors are in `outcome.rs`.
+//! One object named by a notification: what its key names (`classify.rs`),
+//! then its chunks handed over to the one way every chunk goes (`chunk.rs`).
+//! A v1 chunk is its own only chunk; a segment hands over the parts its
+//! manifest lists (`segment.rs`).
 
-use crate::core::checkpoint::LeaseOutcome;
-use crate::core::keys::{ChunkKey, notification_key_candidates};
-use crate::core::ranges::RangeSet;
+use crate::core::keys::ChunkKey;
 use crate::core::segment::SegmentKey;
 use crate::ports::{CheckpointStore, LogSink, Object, ObjectStore, PortError};
-use crate::shipper::Config;
+use crate::shipper::chunk::{self, Chunk, Deps, Handover, Turns, log_missing};
+use crate::shipper::classify::{Classified, classify};
 use crate::shipper::invocation::InvocationState;
-pub use crate::shipper::outcome::{ObjectError, ObjectOutcome, ShipReport};
-use crate::shipper::pump::{Pump, PumpEnd, Pumped};
-use crate::shipper::segment::SegmentJob;
-use crate::shipper::sink::Sender;
+use crate::shipper::outcome::{ObjectError, ObjectOutcome};
+use crate::shipper::segment;
 use crate::shipper::trigger::ObjectRef;
-use chrono::{DateTime, Utc};
-
-/// A lease outlives the invocation's deadline by this much, so a slow final
-/// checkpoint write still holds it; after that a retry may take over.
-const LEASE_MARGIN_MS: i64 = 60_000;
-
-/// What the per-object work needs from the long-lived shipper.
-pub struct Deps<'a, O, L> {
-    pub objects: &'a O,
-    pub sender: &'a Sender<L>,
-    pub config: &'a Config,
-}
-
-/// What a notification's key names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Classified {
-    Skip {
-        key: String,
-        reason: String,
-    },
-    /// A chunk, under one or (when the notification's encoding is ambiguous)
-    /// two stored keys, most likely first.
-    Chunk(Vec<(String, ChunkKey)>),
-    /// A layout v2 task segment, under its stored key.
-    Segment(String, SegmentKey),
-}
-
-/// Stage 1, pure: what the key is.
-pub fn classify(raw_key: &str, config: &Config) -> Classified {
-    let decoded = crate::core::keys::decode_notification_key(raw_key);
-    if decoded.starts_with(&format!("{}/", config.checkpoint_prefix)) {
-        return Classified::Skip {
-            key: decoded,
-            reason: "checkpoint object: checkpoints must not trigger the shipper".into(),
-        };
-    }
-    // A segment key never parses as a v1 key (four components, not five).
-    for k in [decoded.clone(), raw_key.to_string()] {
-        if let Ok(seg) = SegmentKey::parse(&k, &config.key_prefix) {
-            return Classified::Segment(k, seg);
-        }
-    }
-    let candidates: Vec<(String, ChunkKey)> =
-        notification_key_candidates(raw_key, &config.key_prefix)
-            .into_iter()
-            .filter_map(|k| Some((k.clone(), ChunkKey::parse(&k, &config.key_prefix).ok()?)))
-            .collect();
-    if candidates.is_empty() {
-        let reason = match ChunkKey::parse(&decoded, &config.key_prefix) {
-            Err(e) => format!("neither a layout v1 chunk nor a v2 segment key: {e}"),
-            Ok(_) => "neither a layout v1 chunk nor a v2 segment key".into(),
-        };
-        return Classified::Skip {
-            key: decoded,
-            reason,
-        };
-    }
-    Classified::Chunk(candidates)
-}
-
-/// What the pump's end means for the checkpoint and the record.
-#[derive(Debug)]
-pub struct Settlement {
-    /// Ranges the release write records as shipped.
-    pub record: RangeSet,
-    pub result: Result<ObjectOutcome, ObjectError>,
-}
-
-/// Stage 4, pure: after the pump, what to record and what to answer. The
-/// lease is always released in the same write, so a retry need not wait.
-pub fn settle(key: &ChunkKey, key_str: &str, pumped: Pumped) -> Settlement {
-    let Pumped {
-        end,
-        delivered,
-        report,
-    } = pumped;
-    match end {
-        PumpEnd::Complete => {
-            // The whole range, blank lines and already shipped parts included.
-            let mut record = RangeSet::from(vec![(key.start, key.end)]);
-            record.union(&delivered);
-            Settlement {
-                record,
-                result: Ok(ObjectOutcome::Shipped {
-                    key: key_str.to_string(),
-                    report,
-                }),
-            }
-        }
-        PumpEnd::Missing => Settlement {
-            record: delivered,
-            result: Ok(ObjectOutcome::Missing {
-                key: key_str.to_string(),
-            }),
-        },
-        // Only what is known to be stored: a batch whose outcome is unknown is
-        // sent again by the retry rather than risk losing it.
-        PumpEnd::Failed(e) => Settlement {
-            record: delivered,
-            result: Err(e),
-        },
-    }
-}
 
 /// The work on one object of a record.
 pub struct ObjectJob<'j> {
@@ -136,7 +31,7 @@ impl ObjectJob<'_> {
         C: CheckpointStore,
         L: LogSink,
     {
-        let candidates = match classify(&self.obj.raw_key, deps.config) {
+        match classify(&self.obj.raw_key, deps.config) {
             Classified::Skip { key, reason } => {
                 tracing::warn!(
                     key,
@@ -145,102 +40,102 @@ impl ObjectJob<'_> {
                     will_retry = false,
                     "skipping an object that is not a chunk"
                 );
-                return Ok(ObjectOutcome::Skipped { key, reason });
+                Ok(ObjectOutcome::Skipped { key, reason })
             }
-            Classified::Chunk(c) => c,
-            Classified::Segment(key_str, key) => {
-                let job = SegmentJob {
-                    obj: self.obj,
-                    owner: &self.owner,
-                    key_str,
-                    key,
-                };
-                return job.run(deps, state).await;
-            }
-        };
+            Classified::Chunk(candidates) => self.chunk(deps, state, candidates).await,
+            Classified::Segment(key_str, key) => self.segment(deps, state, key_str, key).await,
+        }
+    }
+
+    /// A v1 chunk: the reading of its key that exists, its stream's turn,
+    /// then the one way, with itself as its only chunk.
+    async fn chunk<O, C, L>(
+        &self,
+        deps: &Deps<'_, O, L>,
+        state: &InvocationState<'_, C>,
+        candidates: Vec<(String, ChunkKey)>,
+    ) -> Result<ObjectOutcome, ObjectError>
+    where
+        O: ObjectStore,
+        C: CheckpointStore,
+        L: LogSink,
+    {
         // Two valid readings of the key: the object that exists decides.
-        let (key_str, key, prefetched) = match <[_; 1]>::try_from(candidates) {
+        let (key_str, key, body) = match <[_; 1]>::try_from(candidates) {
             Ok([(k, key)]) => (k, key, None),
             Err(several) => match self.probe(deps, &several).await? {
                 Some((k, key, o)) => (k, key, Some(o)),
                 None => {
                     let first = several.first().map_or("", |c| c.0.as_str());
-                    return Ok(self.missing(first, "under either reading of the key"));
+                    log_missing(&self.obj.bucket, first, "under either reading of the key");
+                    return Ok(ObjectOutcome::Missing {
+                        key: first.to_string(),
+                    });
                 }
             },
         };
-        let checkpoint_bucket = deps
-            .config
-            .checkpoint_bucket
-            .as_deref()
-            .unwrap_or(&self.obj.bucket);
         let stream = deps.config.stream_template.render(&key.task(), &key);
         let _turn = state.stream_turn(&stream).await;
-        let cp = state.checkpointer(checkpoint_bucket, &key.task()).await;
-        let checkpoint_error = |source| ObjectError::Checkpoint {
+        let handover = Handover {
             key: key_str.clone(),
-            source,
+            bucket: self.obj.bucket.clone(),
+            task: key.task(),
+            turns: Turns::Held,
+            chunks: vec![Chunk {
+                key,
+                name: key_str,
+                owner: self.owner.clone(),
+                body,
+            }],
         };
+        chunk::ship(deps, state, handover).await
+    }
 
-        // Stage 2: the lease, taken already by the invocation's shared lease
-        // write for this task, or now.
-        let preleased = state.take_preleased(&self.owner).await;
-        let (outcome, shipped) = match preleased {
-            Some(p) => p,
-            None => {
-                let (now, expires) = (Utc::now(), lease_expiry(state.inv.deadline_ms));
-                cp.update(|doc| {
-                    let outcome = doc.try_lease(&key, &self.owner, now, expires);
-                    let shipped = doc
-                        .file(&key)
-                        .map(|f| f.shipped.clone())
-                        .unwrap_or_default();
-                    let write = outcome == LeaseOutcome::Taken;
-                    ((outcome, shipped), write)
-                })
-                .await
-                .map_err(checkpoint_error)?
+    /// A segment: its turn among its task's segments, then its parts.
+    async fn segment<O, C, L>(
+        &self,
+        deps: &Deps<'_, O, L>,
+        state: &InvocationState<'_, C>,
+        key_str: String,
+        key: SegmentKey,
+    ) -> Result<ObjectOutcome, ObjectError>
+    where
+        O: ObjectStore,
+        C: CheckpointStore,
+        L: LogSink,
+    {
+        // Segments of one task take turns in record order (held through the
+        // GET and the manifest, before any stream turn), so parts of one file
+        // reach its stream in file order even where timestamps tie.
+        let task = key.task();
+        let turn_name = format!("\0segments\0{}\0{}", task.cluster, task.task_id);
+        let _task_turn = state.stream_turn(&turn_name).await;
+        let object = match deps.objects.get(&self.obj.bucket, &key_str).await {
+            Ok(o) => o,
+            Err(PortError::NotFound(_)) => {
+                log_missing(&self.obj.bucket, &key_str, "");
+                return Ok(ObjectOutcome::Missing { key: key_str });
             }
-        };
-        match outcome {
-            LeaseOutcome::AlreadyShipped => {
-                tracing::info!(key = key_str, "already shipped; nothing to do");
-                return Ok(ObjectOutcome::AlreadyShipped { key: key_str });
-            }
-            LeaseOutcome::HeldBy { owner, expires_at } => {
-                return Err(ObjectError::LeaseHeld {
+            Err(source) => {
+                return Err(ObjectError::Read {
                     key: key_str,
-                    owner,
-                    until: expires_at,
+                    source,
                 });
             }
-            LeaseOutcome::Taken => {}
-        }
-
-        // Stage 3: the pump.
-        let pump = Pump {
-            objects: deps.objects,
-            sender: deps.sender,
-            config: deps.config,
-            cp: &cp,
-            key: &key,
-            key_str: &key_str,
-            bucket: &self.obj.bucket,
-            stream: &stream,
-            deadline_ms: state.inv.deadline_ms,
-            margin_ms: state.margin_ms,
         };
-        let pumped = pump.run(prefetched, shipped).await;
-
-        // Stage 4: settle. The record and the lease release are queued: the
-        // next write of the task's document carries them, at the latest the
-        // invocation's flush (whose failure fails this record).
-        let Settlement { record, result } = settle(&key, &key_str, pumped);
-        if let Ok(ObjectOutcome::Missing { key }) = &result {
-            self.log_missing(key, "");
+        let (chunks, rest) = segment::parts(object, &key_str, &key, &self.owner).await?;
+        let handover = Handover {
+            key: key_str.clone(),
+            bucket: self.obj.bucket.clone(),
+            task,
+            turns: Turns::PerChunk,
+            chunks,
+        };
+        let outcome = chunk::ship(deps, state, handover).await?;
+        if let ObjectOutcome::Shipped { .. } = outcome {
+            rest.check_empty(&key_str).await?;
         }
-        cp.queue_completion(&key, record, &self.owner).await;
-        result
+        Ok(outcome)
     }
 
     /// Opens the first candidate that exists.
@@ -262,90 +157,5 @@ impl ObjectJob<'_> {
             }
         }
         Ok(None)
-    }
-
-    fn missing(&self, key: &str, detail: &str) -> ObjectOutcome {
-        self.log_missing(key, detail);
-        ObjectOutcome::Missing {
-            key: key.to_string(),
-        }
-    }
-
-    fn log_missing(&self, key: &str, detail: &str) {
-        tracing::error!(
-            bucket = self.obj.bucket,
-            key,
-            detail,
-            kind = "missing",
-            will_retry = false,
-            "object not found: nothing shipped, the range is not marked shipped"
-        );
-    }
-}
-
-pub(crate) fn lease_expiry(deadline_ms: i64) -> DateTime<Utc> {
-    DateTime::from_timestamp_millis(deadline_ms.saturating_add(LEASE_MARGIN_MS))
-        .unwrap_or_else(Utc::now)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::Env;
-
-    fn config() -> Config {
-        Config::from_env(&Env::from_pairs([("LOGDROP_LOG_GROUP", "g")])).unwrap()
-    }
-
-    fn key() -> ChunkKey {
-        ChunkKey::parse(
-            "logs/c/t/f.log/0/000000000000010-000000000000100.gz",
-            "logs",
-        )
-        .unwrap()
-    }
-
-    fn pumped(end: PumpEnd, delivered: Vec<(u64, u64)>) -> Pumped {
-        Pumped {
-            end,
-            delivered: RangeSet::from(delivered),
-            report: ShipReport::default(),
-        }
-    }
-
-    #[test]
-    fn classifies_keys() {
-        let c = config();
-        assert!(matches!(
-            classify("checkpoints/c/t.json", &c),
-            Classified::Skip { .. }
-        ));
-        assert!(matches!(classify("logs/x.gz", &c), Classified::Skip { .. }));
-        let k = key().to_string();
-        assert_eq!(
-            classify(&k, &c),
-            Classified::Chunk(vec![(k.clone(), key())])
-        );
-    }
-
-    #[test]
-    fn settles_by_how_the_pump_ended() {
-        let k = key();
-        let done = settle(&k, "k", pumped(PumpEnd::Complete, vec![(10, 20)]));
-        assert_eq!(done.record.ranges(), &[(10, 100)]);
-        assert!(matches!(done.result, Ok(ObjectOutcome::Shipped { .. })));
-        let missing = settle(&k, "k", pumped(PumpEnd::Missing, vec![]));
-        assert!(missing.record.is_empty());
-        assert!(matches!(missing.result, Ok(ObjectOutcome::Missing { .. })));
-        // A failure records exactly what was delivered, and fails the record.
-        let deadline = ObjectError::Deadline { key: "k".into() };
-        let failed = settle(
-            &k,
-            "k",
-            pumped(PumpEnd::Failed(deadline), vec![(10, 20), (30, 40)]),
-        );
-        assert_eq!(failed.record.ranges(), &[(10, 20), (30, 40)]);
-        let e = failed.result.unwrap_err();
-        assert!(e.is_retryable() && e.kind() == "deadline");
     }
 }

@@ -31,6 +31,18 @@ pub enum ObjectOutcome {
     },
 }
 
+impl ObjectOutcome {
+    /// The object's key as stored.
+    pub fn key(&self) -> &str {
+        match self {
+            ObjectOutcome::Skipped { key, .. }
+            | ObjectOutcome::AlreadyShipped { key }
+            | ObjectOutcome::Missing { key }
+            | ObjectOutcome::Shipped { key, .. } => key,
+        }
+    }
+}
+
 #[derive(Debug, Default, Clone, Copy, Serialize, PartialEq, Eq)]
 pub struct ShipReport {
     #[serde(flatten)]
@@ -45,6 +57,25 @@ pub struct ShipReport {
     /// lost), and their events: each such call may have stored one extra copy.
     pub outcome_unknown_calls: u64,
     pub possible_duplicates: u64,
+}
+
+impl ShipReport {
+    /// Adds another chunk's counts: a segment reports the sum of its parts.
+    pub fn add(&mut self, r: &ShipReport) {
+        let (s, t) = (&mut self.stats, &r.stats);
+        s.events += t.events;
+        s.parts += t.parts;
+        s.escaped_bytes += t.escaped_bytes;
+        s.inherited_timestamps += t.inherited_timestamps;
+        s.clamped_old += t.clamped_old;
+        s.clamped_future += t.clamped_future;
+        self.sent += r.sent;
+        self.duplicates += r.duplicates;
+        self.put_calls += r.put_calls;
+        self.restamped += r.restamped;
+        self.outcome_unknown_calls += r.outcome_unknown_calls;
+        self.possible_duplicates += r.possible_duplicates;
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -132,22 +132,28 @@ where
             }
             continue;
         }
-        // The same span the Lambda runtime opens, so each line names its
-        // batch. The batch is finished even when shutdown comes meanwhile:
-        // what it shipped must be deleted, or it comes (harmlessly) again.
-        // Unique per receive: a redelivered message keeps its id, and two
-        // pollers must never share a lease owner.
-        let request_id = format!("poll-{}-{:016x}", messages[0].id, fastrand::u64(..));
-        let span = tracing::info_span!("poll", requestId = request_id.as_str());
-        let inv = Invocation {
-            request_id,
-            deadline_ms: chrono::Utc::now().timestamp_millis() + deadline.as_millis() as i64,
-        };
+        // The batch is finished even when shutdown comes meanwhile: what it
+        // shipped must be deleted, or it comes (harmlessly) again.
+        let (inv, span) = invocation(&messages[0], deadline);
         ship_batch(shipper, queue, &arn, &inv, &messages, &mut summary)
             .instrument(span)
             .await;
     }
     Ok(summary)
+}
+
+/// A receive's invocation, and the same span the Lambda runtime opens, so
+/// each line names its batch. The request id is unique per receive: a
+/// redelivered message keeps its id, and two pollers must never share a
+/// lease owner.
+fn invocation(first: &Message, deadline: Duration) -> (Invocation, tracing::Span) {
+    let request_id = format!("poll-{}-{:016x}", first.id, fastrand::u64(..));
+    let span = tracing::info_span!("poll", requestId = request_id.as_str());
+    let inv = Invocation {
+        request_id,
+        deadline_ms: chrono::Utc::now().timestamp_millis() + deadline.as_millis() as i64,
+    };
+    (inv, span)
 }
 
 async fn ship_batch<O, C, L, Q>(

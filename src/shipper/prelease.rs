@@ -12,8 +12,9 @@ use crate::core::checkpoint::LeaseOutcome;
 use crate::core::keys::{ChunkKey, TaskRef};
 use crate::ports::CheckpointStore;
 use crate::shipper::Config;
+use crate::shipper::classify::{Classified, classify};
 use crate::shipper::invocation::InvocationState;
-use crate::shipper::object::{Classified, classify, lease_expiry};
+use crate::shipper::lease;
 use crate::shipper::trigger::Record;
 use std::collections::BTreeMap;
 
@@ -62,7 +63,7 @@ pub async fn prelease<C: CheckpointStore>(
     for ((bucket, cluster, task_id), chunks) in groups {
         let task = TaskRef { cluster, task_id };
         let cp = state.checkpointer(&bucket, &task).await;
-        let (now, expires) = (chrono::Utc::now(), lease_expiry(state.inv.deadline_ms));
+        let (now, expires) = (chrono::Utc::now(), lease::expiry(state.inv.deadline_ms));
         let found = cp
             .update(|doc| {
                 let mut found = Vec::with_capacity(chunks.len());

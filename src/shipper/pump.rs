@@ -12,9 +12,11 @@ use crate::ports::{CheckpointStore, LogSink, Object, ObjectStore, PortError};
 use crate::shipper::Config;
 use crate::shipper::checkpoint::Checkpointer;
 use crate::shipper::outcome::{ObjectError, ShipReport};
-use crate::shipper::pipeline::Pipeline;
+use crate::shipper::pipeline::{Corrupt, Pipeline};
 use crate::shipper::sink::{Delivered, Sender, Undelivered};
+use bytes::Bytes;
 use futures::future::BoxFuture;
+use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
 
 /// How the pump ended.
@@ -81,8 +83,9 @@ where
     C: CheckpointStore,
     L: LogSink,
 {
-    /// `prefetched`: the object, if it was opened to resolve its key;
-    /// `shipped`: the checkpoint's ranges of this file when the lease was taken.
+    /// `prefetched`: the object, if it is open already (a segment's part, a
+    /// key resolved by opening it); `shipped`: the checkpoint's ranges of
+    /// this file when the lease was taken.
     pub async fn run(&self, prefetched: Option<Object>, shipped: RangeSet) -> Pumped {
         let mut flow = Flow {
             in_flight: None,
@@ -91,20 +94,9 @@ where
             spare: None,
             unwritten: 0,
         };
-        let object = match prefetched {
-            Some(o) => Ok(o),
-            None => self.objects.get(self.bucket, self.key_str).await,
-        };
-        let object = match object {
+        let object = match self.open(prefetched).await {
             Ok(o) => o,
-            Err(PortError::NotFound(_)) => return flow.end(PumpEnd::Missing),
-            Err(source) => {
-                let e = ObjectError::Read {
-                    key: self.key_str.to_string(),
-                    source,
-                };
-                return flow.end(PumpEnd::Failed(e));
-            }
+            Err(end) => return flow.end(end),
         };
         let window = Window::at(now_ms(), self.config.retention_days);
         let fallback = object.last_modified_ms.unwrap_or_else(now_ms);
@@ -116,89 +108,112 @@ where
             window,
             shipped,
         );
-        let corrupt = |source| ObjectError::Corrupt {
-            key: self.key_str.to_string(),
-            source,
-        };
-        let mut body = object.body;
-        let mut failure: Option<ObjectError> = None;
-        'read: while let Some(piece) = body.next().await {
-            match piece {
-                Ok(bytes) => pipeline.feed(bytes),
-                Err(source) => {
-                    failure = Some(ObjectError::Read {
-                        key: self.key_str.to_string(),
-                        source,
-                    });
-                    break;
-                }
-            }
-            loop {
-                match pipeline.next_batch() {
-                    Ok(Some(batch)) => {
-                        if let Some(b) = flow.spare.take() {
-                            pipeline.recycle(b);
-                        }
-                        if let Err(e) = self.send(&mut flow, batch).await {
-                            failure = Some(e);
-                            break 'read;
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(c) => {
-                        failure = Some(corrupt(c));
-                        break 'read;
-                    }
-                }
-            }
-        }
+        let mut failure = self.read(&mut flow, &mut pipeline, object.body).await.err();
         if failure.is_none()
             && let Err(c) = pipeline.finish()
         {
-            failure = Some(corrupt(c));
+            failure = Some(self.corrupt(c));
         }
-        // After damage, what was complete before it still ships; then the record fails.
+        let failure = self.drain(&mut flow, &mut pipeline, failure).await;
+        flow.report.stats = pipeline.stats();
+        flow.report.duplicates = pipeline.duplicates();
+        match failure {
+            Some(e) => flow.end(PumpEnd::Failed(e)),
+            None => {
+                self.log_shipped(&flow.report);
+                flow.end(PumpEnd::Complete)
+            }
+        }
+    }
+
+    async fn open(&self, prefetched: Option<Object>) -> Result<Object, PumpEnd> {
+        let object = match prefetched {
+            Some(o) => Ok(o),
+            None => self.objects.get(self.bucket, self.key_str).await,
+        };
+        object.map_err(|e| match e {
+            PortError::NotFound(_) => PumpEnd::Missing,
+            source => PumpEnd::Failed(ObjectError::Read {
+                key: self.key_str.to_string(),
+                source,
+            }),
+        })
+    }
+
+    fn corrupt(&self, source: Corrupt) -> ObjectError {
+        ObjectError::Corrupt {
+            key: self.key_str.to_string(),
+            source,
+        }
+    }
+
+    /// Feeds the body to the pipeline, each batch sent as soon as it is full.
+    async fn read(
+        &self,
+        flow: &mut Flow<'r>,
+        pipeline: &mut Pipeline,
+        mut body: BoxStream<'static, Result<Bytes, PortError>>,
+    ) -> Result<(), ObjectError> {
+        while let Some(piece) = body.next().await {
+            let bytes = piece.map_err(|source| ObjectError::Read {
+                key: self.key_str.to_string(),
+                source,
+            })?;
+            pipeline.feed(bytes);
+            while let Some(batch) = pipeline.next_batch().map_err(|c| self.corrupt(c))? {
+                if let Some(b) = flow.spare.take() {
+                    pipeline.recycle(b);
+                }
+                self.send(flow, batch).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// After the body: its last batches (after damage, the events complete
+    /// before it still ship; then the record fails), and the call in flight.
+    async fn drain(
+        &self,
+        flow: &mut Flow<'r>,
+        pipeline: &mut Pipeline,
+        mut failure: Option<ObjectError>,
+    ) -> Option<ObjectError> {
         let damaged = matches!(failure, Some(ObjectError::Corrupt { .. }));
         if damaged {
             pipeline.flush_complete();
         }
         if failure.is_none() || damaged {
             while let Ok(Some(batch)) = pipeline.next_batch() {
-                if let Err(e) = self.send(&mut flow, batch).await {
+                if let Err(e) = self.send(flow, batch).await {
                     failure = failure.or(Some(e));
                     break;
                 }
             }
         }
-        if let Err(e) = self.wait(&mut flow).await {
+        if let Err(e) = self.wait(flow).await {
             failure = failure.or(Some(e));
         }
-        flow.report.stats = pipeline.stats();
-        flow.report.duplicates = pipeline.duplicates();
-        match failure {
-            Some(e) => flow.end(PumpEnd::Failed(e)),
-            None => {
-                let r = &flow.report;
-                tracing::info!(
-                    key = self.key_str,
-                    stream = self.stream,
-                    events = r.stats.events,
-                    parts = r.stats.parts,
-                    sent = r.sent,
-                    duplicates = r.duplicates,
-                    put_calls = r.put_calls,
-                    restamped = r.restamped,
-                    escaped_bytes = r.stats.escaped_bytes,
-                    inherited_timestamps = r.stats.inherited_timestamps,
-                    clamped_old = r.stats.clamped_old,
-                    clamped_future = r.stats.clamped_future,
-                    outcome_unknown_calls = r.outcome_unknown_calls,
-                    possible_duplicates = r.possible_duplicates,
-                    "object shipped"
-                );
-                flow.end(PumpEnd::Complete)
-            }
-        }
+        failure
+    }
+
+    fn log_shipped(&self, r: &ShipReport) {
+        tracing::info!(
+            key = self.key_str,
+            stream = self.stream,
+            events = r.stats.events,
+            parts = r.stats.parts,
+            sent = r.sent,
+            duplicates = r.duplicates,
+            put_calls = r.put_calls,
+            restamped = r.restamped,
+            escaped_bytes = r.stats.escaped_bytes,
+            inherited_timestamps = r.stats.inherited_timestamps,
+            clamped_old = r.stats.clamped_old,
+            clamped_future = r.stats.clamped_future,
+            outcome_unknown_calls = r.outcome_unknown_calls,
+            possible_duplicates = r.possible_duplicates,
+            "object shipped"
+        );
     }
 
     async fn send(&self, flow: &mut Flow<'r>, batch: Batch) -> Result<(), ObjectError> {

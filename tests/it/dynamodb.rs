@@ -11,7 +11,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType,
 };
 use logdrop::aws::checkpoint_store::AnyCheckpointStore;
-use logdrop::aws::dynamodb::{DynamoDb, MAX_ITEM_BYTES, TableConfig};
+use logdrop::aws::dynamodb::{DynamoDb, MAX_ITEM_BYTES};
 use logdrop::aws::logs::CloudWatchLogs;
 use logdrop::aws::s3::S3;
 use logdrop::config::Env;
@@ -20,12 +20,13 @@ use logdrop::core::keys::TaskRef;
 use logdrop::ports::{CheckpointStore, PortError, Precondition};
 use logdrop::shipper::Shipper;
 use logdrop::shipper::checkpoint::{CheckpointError, Checkpointer};
+use logdrop::shipper::config::CheckpointTable;
 use std::sync::atomic::{AtomicU32, Ordering};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-fn table_config(name: &str) -> TableConfig {
-    TableConfig::from_env(&Env::from_pairs([("LOGDROP_CHECKPOINT_TABLE", name)]))
+fn table_config(name: &str) -> CheckpointTable {
+    CheckpointTable::from_env(&Env::from_pairs([("LOGDROP_CHECKPOINT_TABLE", name)]))
         .expect("config")
         .expect("a table")
 }

@@ -343,3 +343,60 @@ impl<C: logdrop::ports::CheckpointStore> logdrop::ports::CheckpointStore for Fai
         self.inner.save(bucket, key, body, cond).await
     }
 }
+
+/// A writer collecting a subscriber's output in memory.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+
+    fn make_writer(&'a self) -> Captured {
+        self.clone()
+    }
+}
+
+/// Runs `fut` with a subscriber of its own, formatted as the binaries'
+/// (JSON, fields at the top level), and returns the lines it logged. Only
+/// this future's lines are captured, so tests running beside it do not mix in.
+pub async fn logged<F: std::future::Future>(fut: F) -> (F::Output, Vec<Value>) {
+    use tracing::instrument::WithSubscriber;
+    let out = Captured::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::INFO)
+        .with_target(false)
+        .with_ansi(false)
+        .json()
+        .flatten_event(true)
+        .with_writer(out.clone())
+        .finish();
+    let result = fut.with_subscriber(subscriber).await;
+    let bytes = out.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let lines = String::from_utf8_lossy(&bytes)
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    (result, lines)
+}
+
+/// The `WARN` and `ERROR` lines of `lines`.
+pub fn loud(lines: &[Value]) -> Vec<&Value> {
+    lines
+        .iter()
+        .filter(|l| matches!(l["level"].as_str(), Some("WARN" | "ERROR")))
+        .collect()
+}

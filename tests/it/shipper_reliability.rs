@@ -46,6 +46,74 @@ async fn a_checkpoint_write_failing_after_a_put_does_not_send_it_again() {
     assert!(got == want);
 }
 
+/// A record whose events are all put, but whose checkpoint completion write
+/// (the invocation's last write of the task's document) never succeeds, fails
+/// and is retried; in Lambda's logs one line names its object (a v1 chunk, a
+/// segment), the error kind and `will_retry`: through SQS the response names
+/// only the message.
+#[tokio::test]
+async fn a_record_failing_only_at_the_completion_write_is_logged_by_its_key() {
+    use logdrop::core::segment::{self, PartBody, SegmentKey};
+    let rig = Rig::new("cp-final").await;
+    let (v1_file, seg_file) = ("catalina.2026-11-24.log", "localhost.2026-11-24.log");
+    let (v1_content, seg_content) = (corpus(v1_file), corpus(seg_file));
+    let chunk = rig
+        .upload_chunk(v1_file, &v1_content, 0, v1_content.len())
+        .await;
+    let seg = SegmentKey {
+        prefix: "logs".into(),
+        cluster: rig.cluster.clone(),
+        task_id: TASK.into(),
+        seq: 1,
+    }
+    .to_string();
+    let part = PartBody {
+        file: seg_file.into(),
+        generation: 0,
+        start: 0,
+        end: seg_content.len() as u64,
+        gzip: logdrop::generate::gzip(&seg_content),
+    };
+    rig.put_raw(&seg, segment::encode(&[part])).await;
+    let bodies = vec![
+        (
+            "m-chunk".to_string(),
+            rig.s3_event(std::slice::from_ref(&chunk)).to_string(),
+        ),
+        (
+            "m-seg".to_string(),
+            rig.s3_event(std::slice::from_ref(&seg)).to_string(),
+        ),
+    ];
+    // Save 1 is the chunk's shared lease, save 2 the segment's; every later
+    // save (the completion write and all its retries) fails.
+    let store = FailingSaves::new(rig.s3.clone(), 3..=u64::MAX);
+    let shipper = Shipper::new(rig.s3.clone(), store, rig.logs.clone(), rig.config(&[]));
+    let (response, lines) = logged(shipper.handle(&rig.sqs_event(&bodies), &inv("final"))).await;
+    let response = response.expect("an SQS answer").to_json();
+    assert_eq!(
+        response["batchItemFailures"],
+        serde_json::json!([{"itemIdentifier": "m-chunk"}, {"itemIdentifier": "m-seg"}])
+    );
+    // The events were put before the write failed.
+    assert!(rig.events(&rig.stream("catalina")).await == expected_events(v1_file, &v1_content));
+    assert!(rig.events(&rig.stream("localhost")).await == expected_events(seg_file, &seg_content));
+    let loud = loud(&lines);
+    for (id, key) in [("m-chunk", &chunk), ("m-seg", &seg)] {
+        let about: Vec<&&serde_json::Value> = loud
+            .iter()
+            .filter(|l| {
+                l["record"] == id || l["key"].as_str().is_some_and(|k| k.contains(key.as_str()))
+            })
+            .collect();
+        assert_eq!(about.len(), 1, "{id}: {loud:#?}");
+        assert_eq!(about[0]["record"], id);
+        assert_eq!(about[0]["key"], key.as_str(), "{id}");
+        assert_eq!(about[0]["kind"], "checkpoint", "{id}");
+        assert_eq!(about[0]["will_retry"], true, "{id}");
+    }
+}
+
 /// CloudWatch Logs that refuses the first `too_old` events of call `on` as
 /// too old (storing the rest, as the service does) and fails every call
 /// after it for good.

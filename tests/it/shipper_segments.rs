@@ -315,3 +315,103 @@ async fn hostile_manifests_and_trailing_bytes_are_poison() {
         &[(0, content.len() as u64)]
     );
 }
+
+/// What `gzip -c FILE | aws s3 cp - s3://BUCKET/KEY` does: a plain PutObject,
+/// no metadata, no logdrop code on the producer's side.
+async fn drop_v1(rig: &Rig, key: &str, bytes: &[u8]) {
+    rig.s3
+        .client()
+        .put_object()
+        .bucket(&rig.bucket)
+        .key(key)
+        .body(logdrop::generate::gzip(bytes).into())
+        .send()
+        .await
+        .expect("plain PutObject");
+}
+
+/// The README's "Dropping files yourself": an outside producer drops v1
+/// objects beside the sidecar's segments of the same task, one of them over a
+/// range a segment already shipped, two of them overlapping each other, and
+/// one of a new generation of a file reusing its offsets; every event arrives
+/// exactly once, in order, byte for byte.
+#[tokio::test]
+async fn outside_v1_drops_beside_segments_arrive_exactly_once() {
+    let rig = Rig::new("seg-drops").await;
+    let (access, access_stem) = FILES[0];
+    let (juli, juli_stem) = FILES[2];
+    let (a, j) = (corpus(access), corpus(juli));
+    let b = chunk_bounds(access, &a, 4);
+    // The sidecar's segment: the first half of the access log, all of the JULI file.
+    let seg = seg_key(&rig, TASK, 0).to_string();
+    let parts = [part(access, &a, 0, b[1].1), part(juli, &j, 0, j.len())];
+    rig.put_raw(&seg, segment::encode(&parts)).await;
+    rig.shipper()
+        .handle(&rig.s3_event(std::slice::from_ref(&seg)), &inv("seg"))
+        .await
+        .expect("segment");
+    // The drops: over the segment's second chunk and the third; over the
+    // third again and the fourth; the JULI file replaced (generation 1) by
+    // a file holding the same bytes, so the same offsets. Then a key whose
+    // range is not 15 digits, which is not a v1 key.
+    let key = |file: &str, generation: u64, start: usize, end: usize| {
+        let mut k = rig.key(file, start as u64, end as u64);
+        k.generation = generation;
+        k.to_string()
+    };
+    let drops = [
+        key(access, 0, b[1].0, b[2].1),
+        key(access, 0, b[2].0, b[3].1),
+        key(juli, 1, 0, j.len()),
+    ];
+    drop_v1(&rig, &drops[0], &a[b[1].0..b[2].1]).await;
+    drop_v1(&rig, &drops[1], &a[b[2].0..b[3].1]).await;
+    drop_v1(&rig, &drops[2], &j).await;
+    let bodies: Vec<(String, String)> = (drops.iter().enumerate())
+        .map(|(i, k)| {
+            (
+                format!("d{i}"),
+                rig.s3_event(std::slice::from_ref(k)).to_string(),
+            )
+        })
+        .collect();
+    let r = rig
+        .shipper()
+        .handle(&rig.sqs_event(&bodies), &inv("drops"))
+        .await
+        .expect("handled");
+    assert!(!r.has_failures(), "{:?}", r.to_json());
+    let short = format!("logs/{}/{TASK}/{access}/0/0-{}.gz", rig.cluster, b[0].1);
+    drop_v1(&rig, &short, &a[..b[0].1]).await;
+    let r = rig
+        .shipper()
+        .handle(&rig.s3_event(std::slice::from_ref(&short)), &inv("short"))
+        .await
+        .expect("skipped, not failed")
+        .to_json();
+    assert_eq!(r["records"][0]["objects"][0]["result"], "skipped");
+    let got = rig.events(&rig.stream(access_stem)).await;
+    assert_eq!(got.len(), expected_events(access, &a).len());
+    assert!(
+        got == expected_events(access, &a),
+        "access log: events differ"
+    );
+    // Generation 1 is another file: its events arrive although generation
+    // 0 shipped the same offsets, each after its twin of generation 0.
+    let mut want = expected_events(juli, &j);
+    want.extend(expected_events(juli, &j));
+    want.sort_by_key(|e| e.0);
+    assert!(
+        rig.events(&rig.stream(juli_stem)).await == want,
+        "JULI: events differ"
+    );
+    let cp = rig.checkpoint().await;
+    assert_eq!(
+        cp.files[access]["0"].shipped.ranges(),
+        &[(0, a.len() as u64)]
+    );
+    for generation in ["0", "1"] {
+        let state = &cp.files[juli][generation];
+        assert_eq!(state.shipped.ranges(), &[(0, j.len() as u64)]);
+    }
+}

@@ -196,6 +196,25 @@ pub fn encode(parts: &[PartBody]) -> Vec<u8> {
 /// put in front by moving the parts once.
 const HEAD_ROOM: usize = 4096;
 
+/// Feeds the encoder in reads of up to 64 KiB, as every earlier version did:
+/// a segment re-uploaded after a crash, perhaps by a newer build, must have the
+/// same bytes, and stored blocks (level 0) follow how the input was fed.
+fn copy_in_blocks<R: Read, W: Write>(src: &mut R, dst: &mut W) -> std::io::Result<u64> {
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        match src.read(&mut buf) {
+            Ok(0) => return Ok(n),
+            Ok(k) => {
+                dst.write_all(&buf[..k])?;
+                n += k as u64;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// Builds a segment body in one buffer: each part's gzip member is written
 /// straight into it as the part is read, and the manifest member goes in
 /// front at the end.
@@ -240,7 +259,7 @@ impl SegmentWriter {
         let mut enc = flate2::GzBuilder::new()
             .mtime(0)
             .write(&mut self.buf, flate2::Compression::new(level));
-        let copied = std::io::copy(&mut src, &mut enc).and_then(|n| enc.try_finish().map(|()| n));
+        let copied = copy_in_blocks(&mut src, &mut enc).and_then(|n| enc.try_finish().map(|()| n));
         drop(enc);
         match copied {
             Ok(n) if n == end - start => {}
@@ -576,6 +595,40 @@ mod tests {
             })
             .collect();
         assert_eq!(encode(&members), body.to_vec());
+    }
+
+    #[test]
+    fn a_part_has_the_bytes_earlier_versions_wrote_at_every_level() {
+        // How the chunk and segment writers before `SegmentWriter` fed gzip:
+        // reads of up to 64 KiB from the file, each written whole.
+        fn earlier(data: &[u8], level: u32) -> Vec<u8> {
+            let mut enc = flate2::GzBuilder::new()
+                .mtime(0)
+                .write(Vec::new(), flate2::Compression::new(level));
+            for block in data.chunks(64 * 1024) {
+                enc.write_all(block).unwrap();
+            }
+            enc.finish().unwrap()
+        }
+        let data: Vec<u8> = (0..300_000u32)
+            .flat_map(|i| format!("{i} {}\n", i.wrapping_mul(2_654_435_761)).into_bytes())
+            .take(700_001)
+            .collect();
+        for level in [0, 1, 6, 9] {
+            let mut w = SegmentWriter::new(0);
+            let len = data.len() as u64;
+            w.push("f", 0, (0, len), level, std::io::Cursor::new(&data))
+                .unwrap();
+            let body = w.finish();
+            let member = &body[body.len() - w_len(&body)..];
+            assert!(member == earlier(&data, level), "level {level}");
+        }
+    }
+
+    /// The length of the last part's member, from the manifest.
+    fn w_len(body: &[u8]) -> usize {
+        let (m, _) = HeadReader::default().push(body).unwrap().unwrap();
+        m.parts.last().unwrap().bytes as usize
     }
 
     #[test]

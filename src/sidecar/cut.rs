@@ -92,13 +92,10 @@ pub fn urgency(mode: Mode, due: Due, look: Look) -> Urgency {
     match mode {
         Mode::Drain => Urgency::Everything,
         Mode::Follow if look.rotated || look.quiet >= due.line => Urgency::Everything,
-        // A file not growing has no event left to grow; an event still
-        // growing after a flush and a hold has waited long enough.
-        Mode::Follow
-            if look.quiet >= due.hold || look.age >= due.flush.saturating_add(due.hold) =>
-        {
-            Urgency::WholeLines
-        }
+        // A file not growing has no event left to grow. (One that never
+        // pauses for the hold time-out gives its last event when the next
+        // one starts, or at the size cap.)
+        Mode::Follow if look.quiet >= due.hold => Urgency::WholeLines,
         Mode::Follow => Urgency::WholeEvents,
     }
 }
@@ -261,8 +258,10 @@ pub(crate) fn plan<S>(
             quiet,
             rotated: f.rotated,
         };
-        // A range left over from a segment that could not be read again is overdue.
-        any_due |= f.record.uploading.is_some() || due_now(mode, due, look);
+        // A range left over from a segment that could not be read again is
+        // due by the same rules: if its file still fails, it is tried again
+        // at the next flush, not at every poll.
+        any_due |= due_now(mode, due, look);
         planned.push(Planned {
             file: i,
             urgency: urgency(mode, due, look),
@@ -414,7 +413,7 @@ mod tests {
             (Mode::Follow, look(100, 1, 0, false), true, WholeEvents),
             (Mode::Follow, look(10, 60, 0, false), true, WholeEvents),
             (Mode::Follow, look(10, 60, 5, false), true, WholeLines),
-            (Mode::Follow, look(10, 65, 0, false), true, WholeLines),
+            (Mode::Follow, look(10, 600, 4, false), true, WholeEvents),
             // A line without its newline waits for its writer: only a
             // minute of quiet, a newer file of the series or a drain takes it.
             (Mode::Follow, look(10, 600, 59, false), true, WholeLines),
@@ -426,7 +425,7 @@ mod tests {
             assert_eq!(due_now(mode, due, look), now, "{mode:?} {look:?}");
             assert_eq!(urgency(mode, due, look), want, "{mode:?} {look:?}");
         }
-        // flush + hold at the largest durations saturates instead of overflowing.
+        // The largest durations never come due.
         let huge = Due {
             flush: Duration::MAX,
             hold: Duration::MAX,

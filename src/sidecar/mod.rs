@@ -399,21 +399,22 @@ impl<S: ObjectStore> Sidecar<S> {
     }
 }
 
-/// Marks the files that a newer name of their series (`prune::series`) follows.
+/// Marks the files of a series (`prune::series`) that a later name, written
+/// after them, follows: their writer moved on. Both are needed: a name alone
+/// misleads with date formats that do not sort (`dd-MM-yyyy`), and a
+/// modification time alone with a file merely quiet for a moment.
 fn mark_rotated(files: &mut [&mut Followed]) {
-    let mut newest: BTreeMap<String, &str> = BTreeMap::new();
-    let names: Vec<(String, String)> = files
+    let looks: Vec<(String, String, Option<std::time::SystemTime>)> = files
         .iter()
-        .map(|f| (prune::series(f.name()), f.name().to_string()))
+        .map(|f| {
+            let mtime = f.seen.as_ref().and_then(|s| s.mtime);
+            (prune::series(f.name()), f.name().to_string(), mtime)
+        })
         .collect();
-    for (series, name) in &names {
-        let n = newest.entry(series.clone()).or_insert(name);
-        if name.as_str() > *n {
-            *n = name;
-        }
-    }
-    for (f, (series, name)) in files.iter_mut().zip(&names) {
-        f.rotated = newest.get(series).is_some_and(|n| *n != name);
+    for (f, (series, name, mtime)) in files.iter_mut().zip(&looks) {
+        f.rotated = looks
+            .iter()
+            .any(|(s, n, m)| s == series && n > name && m.is_some() && m > mtime);
     }
 }
 

@@ -365,6 +365,7 @@ async fn a_rotated_file_ships_its_unfinished_line_at_the_next_flush() {
     let new = "localhost_access_log.2026-11-25.txt";
     let (one, two) = (line(1), line(2));
     append(&dir.path().join(old), &[&one[..], &two[..30]].concat());
+    super::age(&dir.path().join(old), Duration::from_secs(3600));
     let mut s = sidecar(&store, files_config(dir.path(), &[])).await;
     s.pass(Mode::Follow).await.unwrap();
     append(&dir.path().join(new), &two);
@@ -373,6 +374,28 @@ async fn a_rotated_file_ships_its_unfinished_line_at_the_next_flush() {
     // Its writer moved on to the newer name: nothing will finish the line.
     assert_eq!(parts_of(&store, old), vec![(0, 105)]);
     assert_eq!(s.totals().forced_cuts, 1);
+}
+
+#[tokio::test]
+async fn a_later_name_written_earlier_is_not_a_rotation() {
+    // fileDateFormat="dd-MM-yyyy": on 1 December the file Tomcat writes sorts
+    // before November's last; only a later name written later is a rotation.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::default();
+    let old = "localhost_access_log.30-11-2026.txt";
+    let now = "localhost_access_log.01-12-2026.txt";
+    let (one, two) = (line(1), line(2));
+    append(&dir.path().join(old), &one);
+    super::age(&dir.path().join(old), Duration::from_secs(3600));
+    append(&dir.path().join(now), &[&one[..], &two[..30]].concat());
+    let mut s = sidecar(&store, files_config(dir.path(), &[])).await;
+    s.pass(Mode::Follow).await.unwrap();
+    age_all(&mut s, Duration::from_secs(60));
+    append(&dir.path().join(now), &two[30..40]);
+    s.pass(Mode::Follow).await.unwrap();
+    assert_eq!(parts_of(&store, now), vec![(0, 75)]);
+    assert_eq!(parts_of(&store, old), vec![(0, 75)]);
+    assert_eq!(s.totals().forced_cuts, 0);
 }
 
 #[tokio::test]

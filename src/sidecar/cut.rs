@@ -211,6 +211,9 @@ pub(crate) struct Planned {
     pub until: u64,
     /// Nothing more of it goes in this flush.
     pub done: bool,
+    /// A cut found from this offset that did not fit in the segment being
+    /// cut: the next segment takes it without scanning the file again.
+    pub found: Option<(u64, Cut)>,
 }
 
 /// A segment cut and compressed, ready to be recorded and uploaded.
@@ -267,6 +270,7 @@ pub(crate) fn plan<S>(
             urgency: urgency(mode, due, look),
             until: len,
             done: false,
+            found: None,
         });
     }
     if !any_due {
@@ -319,28 +323,35 @@ pub(crate) fn cut_segment<S>(
 fn cut_part<S>(
     ctx: &mut Ctx<S>,
     f: &mut Followed,
-    p: &Planned,
+    p: &mut Planned,
     room: u64,
     body: &mut SegmentWriter,
 ) -> io::Result<Option<bool>> {
     let dir = ctx.config.log_dir.clone();
     let start = f.record.offset;
+    let found = p
+        .found
+        .take()
+        .filter(|(at, _)| *at == start)
+        .map(|(_, c)| c);
     let pinned = f.record.uploading.filter(|u| u.0 == start);
     let (format, generation, name) = (f.format, f.record.generation, f.name().to_string());
     let Some(h) = f.handle(&dir)? else {
         return Ok(None); // replaced since the look: the next pass finishes it
     };
-    let cut = match pinned {
-        Some((_, end)) => Some(Cut {
+    let cut = match (pinned, found) {
+        (Some((_, end)), _) => Some(Cut {
             end,
             inside_line: false,
         }),
-        None => find_cut(h, format, start, p.until, ctx.config.chunk_bytes, p.urgency)?,
+        (None, Some(cut)) => Some(cut),
+        (None, None) => find_cut(h, format, start, p.until, ctx.config.chunk_bytes, p.urgency)?,
     };
     let Some(cut) = cut else {
         return Ok(None);
     };
     if cut.end - start > room && !body.parts().is_empty() {
+        p.found = Some((start, cut));
         return Ok(Some(false));
     }
     h.seek(SeekFrom::Start(start))?;

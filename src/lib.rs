@@ -9,4 +9,5 @@ pub mod memory;
 pub mod ports;
 pub mod shipper;
 pub mod sidecar;
+pub mod sweeper;
 pub mod telemetry;

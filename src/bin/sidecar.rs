@@ -38,7 +38,7 @@ async fn run() -> ExitCode {
         }
     };
     let env = Env::from_process();
-    let config = match Config::from_env(&env) {
+    let mut config = match Config::from_env(&env) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sidecar: configuration error: {e}");
@@ -54,6 +54,7 @@ async fn run() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+    config.on_efs(&cluster, &task_id);
     // Signals are caught from the start, so a stop during start-up is not lost.
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),

@@ -41,6 +41,10 @@ pub enum Mode {
     Follow,
     /// Ship everything now (shutdown, `--once`, a replaced file's old handle).
     Drain,
+    /// A sweeper's one look at a directory no live sidecar ships: every file
+    /// gives what the quiet rules allow now, its quiet time read from its
+    /// modification time (no earlier look to compare with).
+    Sweep,
 }
 
 /// The configured rules.
@@ -84,19 +88,19 @@ pub struct Look {
 /// Whether this file makes a flush due now.
 pub fn due_now(mode: Mode, due: Due, look: Look) -> bool {
     look.pending > 0
-        && (mode == Mode::Drain || look.age >= due.flush || look.pending >= due.chunk_bytes)
+        && (mode != Mode::Follow || look.age >= due.flush || look.pending >= due.chunk_bytes)
 }
 
 /// How much of this file a due flush takes.
 pub fn urgency(mode: Mode, due: Due, look: Look) -> Urgency {
     match mode {
         Mode::Drain => Urgency::Everything,
-        Mode::Follow if look.rotated || look.quiet >= due.line => Urgency::Everything,
+        _ if look.rotated || look.quiet >= due.line => Urgency::Everything,
         // A file not growing has no event left to grow. (One that never
         // pauses for the hold time-out gives its last event when the next
         // one starts, or at the size cap.)
-        Mode::Follow if look.quiet >= due.hold => Urgency::WholeLines,
-        Mode::Follow => Urgency::WholeEvents,
+        _ if look.quiet >= due.hold => Urgency::WholeLines,
+        _ => Urgency::WholeEvents,
     }
 }
 
@@ -248,7 +252,10 @@ pub(crate) fn plan<S>(
                 continue;
             }
         };
-        let quiet = f.quiet_for(len, now);
+        let quiet = match mode {
+            Mode::Sweep => f.quiet_since_modified(ctx.clock_ahead),
+            _ => f.quiet_for(len, now),
+        };
         let pending = len.saturating_sub(f.record.offset);
         if pending == 0 && f.record.uploading.is_none() {
             f.pending_since = None;
@@ -431,6 +438,12 @@ mod tests {
             (Mode::Follow, look(10, 600, 60, false), true, Everything),
             (Mode::Follow, look(10, 1, 0, true), false, Everything),
             (Mode::Drain, look(1, 0, 0, false), true, Everything),
+            // A sweeper's look is always a flush, with the same quiet rules.
+            (Mode::Sweep, look(0, 0, 99, false), false, Everything),
+            (Mode::Sweep, look(10, 0, 0, false), true, WholeEvents),
+            (Mode::Sweep, look(10, 0, 5, false), true, WholeLines),
+            (Mode::Sweep, look(10, 0, 60, false), true, Everything),
+            (Mode::Sweep, look(10, 0, 0, true), true, Everything),
         ];
         for (mode, look, now, want) in table {
             assert_eq!(due_now(mode, due, look), now, "{mode:?} {look:?}");

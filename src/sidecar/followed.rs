@@ -174,6 +174,19 @@ impl Followed {
         }
     }
 
+    /// How long ago the file was last modified, as its directory entry says
+    /// (a sweeper's only clue), with the clock moved on by `ahead`.
+    pub fn quiet_since_modified(&self, ahead: Duration) -> Duration {
+        let mtime = self.seen.as_ref().and_then(|s| s.mtime);
+        mtime
+            .and_then(|m| {
+                (std::time::SystemTime::now() + ahead)
+                    .duration_since(m)
+                    .ok()
+            })
+            .unwrap_or(Duration::ZERO)
+    }
+
     /// Keeps a read error with this file and logs it (once until it changes).
     pub fn note_failure(&mut self, e: &io::Error) {
         if self.fail(e.to_string()) {

@@ -13,6 +13,7 @@ mod error;
 pub mod fingerprint;
 pub mod followed;
 pub mod identity;
+pub mod owner;
 pub mod prune;
 mod redo;
 mod run;
@@ -43,6 +44,8 @@ pub struct Sidecar<S> {
     retired: BTreeMap<String, FileRecord>,
     /// Names that could not be looked at, already logged.
     noted: BTreeSet<String>,
+    /// On EFS: the directory's lock and the owner record it beats.
+    owner: Option<owner::Owner>,
 }
 
 impl<S: ObjectStore> Sidecar<S> {
@@ -55,6 +58,11 @@ impl<S: ObjectStore> Sidecar<S> {
         task_id: String,
     ) -> Result<Self, SidecarError> {
         let mut state = StateDir::new(&config.state_dir);
+        // On EFS the lock comes first: a sweeper may be writing this state.
+        let owner = match config.efs_root {
+            Some(_) => Some(owner::Owner::claim(&config, &mut state, &cluster, &task_id).await?),
+            None => None,
+        };
         let (records, segment) = match state.load()? {
             Some(s) if s.task.cluster == cluster && s.task.task_id == task_id => {
                 (s.files, s.segment)
@@ -97,6 +105,7 @@ impl<S: ObjectStore> Sidecar<S> {
             followed: BTreeMap::new(),
             retired: BTreeMap::new(),
             noted: BTreeSet::new(),
+            owner,
         };
         let scan = me.scan()?;
         for (name, rec) in records {
@@ -212,7 +221,7 @@ impl<S: ObjectStore> Sidecar<S> {
             state: &mut self.state,
         };
         let left = flush(&mut self.ctx, &mut rec, &mut files, mode).await?;
-        if mode == Mode::Follow {
+        if mode != Mode::Drain {
             self.prune()?;
         }
         Ok(Progress {
@@ -377,6 +386,19 @@ impl<S: ObjectStore> Sidecar<S> {
                 return Ok(());
             }
         }
+    }
+
+    /// No upload runs past this (a sweeper's Lambda deadline).
+    pub fn set_deadline(&mut self, deadline: std::time::Instant) {
+        self.ctx.deadline = Some(deadline);
+    }
+
+    /// A sweeper's look at a directory no live sidecar ships (`Mode::Sweep`):
+    /// the segment a dead sidecar left in flight first, then what the quiet
+    /// rules allow now. Returns what stayed behind (empty: nothing).
+    pub async fn sweep(&mut self) -> Result<String, SidecarError> {
+        self.pass(Mode::Sweep).await?;
+        Ok(self.left_behind())
     }
 
     /// `--once`: ships what the files held when it started (held partial

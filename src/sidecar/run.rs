@@ -32,6 +32,7 @@ impl<S: ObjectStore> Sidecar<S> {
                     }
                 },
             }
+            self.beat();
             if last_summary.elapsed() >= config.summary_interval {
                 self.summary();
                 last_summary = Instant::now();
@@ -56,6 +57,11 @@ impl<S: ObjectStore> Sidecar<S> {
             Err(_) => tracing::error!("the shutdown grace ran out"),
         }
         self.summary();
+        if let Some(o) = &mut self.owner
+            && let Err(e) = o.stopped(&mut self.state)
+        {
+            tracing::error!(error = %e, "cannot record the stop in the owner record; a sweeper takes the directory once the heartbeat is stale");
+        }
         let left = self.left_behind();
         if left.is_empty() {
             tracing::info!("stopped; everything seen was shipped");
@@ -66,6 +72,15 @@ impl<S: ObjectStore> Sidecar<S> {
             );
         }
         left
+    }
+
+    /// Rewrites the owner record on EFS when a heartbeat is due.
+    fn beat(&mut self) {
+        if let Some(o) = &mut self.owner
+            && let Err(e) = o.beat(&mut self.state)
+        {
+            tracing::error!(error = %e, "cannot write the owner record; a sweeper may take the directory once the heartbeat is stale");
+        }
     }
 
     pub fn summary(&self) {

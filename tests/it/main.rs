@@ -4,6 +4,7 @@
 mod checkpoint_conformance;
 mod deploy;
 mod dynamodb;
+mod efs;
 mod faults;
 mod image;
 mod lambda_logs;

@@ -224,6 +224,22 @@ async fn killed_task_then_sweep(name: &str, kill: Kill, seed: u64) {
     w1.join().expect("writer");
     w2.join().expect("writer");
     let flying = in_flight(&s);
+    // What an ephemeral volume would have lost with the task: the bytes on
+    // disk that no object in S3 holds yet.
+    let written: u64 = [ACCESS, JULI]
+        .iter()
+        .map(|n| std::fs::metadata(dir.join(n)).map_or(0, |m| m.len()))
+        .sum();
+    let in_s3: u64 = s
+        .chunks()
+        .await
+        .values()
+        .flat_map(|c| c.keys().map(|(a, b)| b - a))
+        .sum();
+    eprintln!(
+        "efs: kill {kill:?}: {written} bytes written, {} not in S3 at the kill (lost with an ephemeral volume), in flight {flying:?}",
+        written - in_s3
+    );
     let (report, log) = sweep(&s, &[]);
     assert_eq!(report["swept"], 1, "{report}\n{log}");
     if let Some(seq) = flying {

@@ -66,7 +66,8 @@ fn juli_level(line: &[u8]) -> Option<usize> {
 /// quoted request (`"GET / HTTP/1.1" 503 12`).
 fn access_status(line: &[u8]) -> Option<u16> {
     let open = line.iter().position(|&b| b == b'"')?;
-    let close = open + 1 + line[open + 1..].iter().position(|&b| b == b'"')?;
+    // Tomcat writes a quote inside the request as `\"`.
+    let close = (open + 1..line.len()).find(|&i| line[i] == b'"' && line[i - 1] != b'\\')?;
     let rest = line.get(close + 1..)?.strip_prefix(b" ")?;
     let digits = rest.get(..3)?;
     let after_ok = rest.get(3).is_none_or(|&b| b == b' ');

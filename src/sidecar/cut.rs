@@ -83,12 +83,17 @@ pub struct Look {
     pub quiet: Duration,
     /// A newer file of its series exists: its writer has moved on.
     pub rotated: bool,
+    /// Its unshipped bytes hold a whole urgent event (`core::urgent`).
+    pub urgent: bool,
 }
 
 /// Whether this file makes a flush due now.
 pub fn due_now(mode: Mode, due: Due, look: Look) -> bool {
     look.pending > 0
-        && (mode == Mode::Drain || look.age >= due.flush || look.pending >= due.chunk_bytes)
+        && (mode == Mode::Drain
+            || look.age >= due.flush
+            || look.pending >= due.chunk_bytes
+            || (look.urgent && due.early))
 }
 
 /// How much of this file a due flush takes.

@@ -182,25 +182,27 @@ impl Followed {
     /// an urgent event (reading at offsets, so the handle's position stays).
     pub fn watch_urgent(&mut self, dir: &Path, rule: &Rule, until: u64) -> io::Result<()> {
         use std::os::unix::fs::FileExt;
-        self.watch.shipped_to(self.record.offset);
+        let mut watch = self.watch;
+        watch.shipped_to(self.record.offset);
         let format = self.format;
         let Some(f) = self.handle(dir)? else {
             return Ok(());
         };
         let mut buf = vec![0u8; LONG_LINE];
         let mut held = 0;
-        while self.watch.looked_to + (held as u64) < until && !self.watch.found_whole() {
-            let at = self.watch.looked_to + held as u64;
+        while watch.looked_to + (held as u64) < until && !watch.found_whole() {
+            let at = watch.looked_to + held as u64;
             let want = (buf.len() - held).min(usize::try_from(until - at).unwrap_or(usize::MAX));
             let n = f.read_at(&mut buf[held..held + want], at)?;
             if n == 0 {
                 break;
             }
             let have = held + n;
-            let taken = self.watch.feed(rule, format, &buf[..have]);
+            let taken = watch.feed(rule, format, &buf[..have]);
             buf.copy_within(taken..have, 0);
             held = have - taken;
         }
+        self.watch = watch;
         Ok(())
     }
 

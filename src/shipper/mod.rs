@@ -7,6 +7,7 @@ pub mod config;
 pub mod handler;
 pub mod invocation;
 pub mod lease;
+pub mod metrics;
 pub mod object;
 pub mod outcome;
 pub mod pipeline;

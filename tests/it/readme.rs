@@ -83,9 +83,11 @@ fn every_default_in_the_readme_is_the_code_default() {
     });
     assert!(n >= 12, "{n} sidecar defaults checked");
     let sweeper = table(&text, "### Sweeper (EFS drops)");
-    let n = check(&sweeper, &[("LOGDROP_BUCKET", "b"), ("LOGDROP_EFS_ROOT", "/efs")], |env| {
-        logdrop::sweeper::SweepConfig::from_env(env, None)
-    });
+    let n = check(
+        &sweeper,
+        &[("LOGDROP_BUCKET", "b"), ("LOGDROP_EFS_ROOT", "/efs")],
+        |env| logdrop::sweeper::SweepConfig::from_env(env, None),
+    );
     assert!(n >= 2, "{n} sweeper defaults checked");
     // The one placeholder default.
     let c =

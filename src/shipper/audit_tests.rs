@@ -235,7 +235,7 @@ fn lifecycle_expiry_is_upload_plus_days_rounded_up_to_midnight() {
     let o = obj("logs/a", 10, "2014-01-15T10:30:00Z");
     let days3 = rule("logs/", ExpiryAfter::Days(3));
     assert_eq!(
-        expires_at(&[days3.clone()], &o),
+        expires_at(std::slice::from_ref(&days3), &o),
         Some(at("2014-01-19T00:00:00Z"))
     );
     assert_eq!(

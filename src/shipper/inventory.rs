@@ -99,7 +99,7 @@ fn when(s: &str, now: DateTime<Utc>) -> Result<DateTime<Utc>, String> {
     }
     let bad = || format!("`{s}` is neither an RFC 3339 time nor an age such as 90m, 6h, 2d");
     let (n, unit) = s.split_at(s.len().saturating_sub(1));
-    let n: i64 = n.parse().map_err(|_| bad())?;
+    let n: i64 = (n.parse().ok().filter(|n: &i64| *n >= 0)).ok_or_else(bad)?;
     let age = match unit {
         "m" => chrono::Duration::try_minutes(n),
         "h" => chrono::Duration::try_hours(n),
@@ -415,6 +415,7 @@ mod tests {
             "--bucket b --cluster c --task t --since 1d",
             "--bucket b --since yesterday",
             "--bucket b --since 5y",
+            "--bucket b --since -5h",
             "--from r.json --bucket b",
             "--bucket",
             "--bogus",

@@ -374,7 +374,7 @@ async fn what_cannot_be_read_is_one_line_naming_its_key_and_the_rest_is_still_au
         _ => None,
     };
     let a_found: Vec<_> = by_task(a).iter().filter_map(unreadable).collect();
-    assert_eq!(a_found, [a_checkpoint.clone()]);
+    assert_eq!(a_found, std::slice::from_ref(&a_checkpoint));
     assert_eq!(
         by_task(a).len(),
         1,
@@ -407,18 +407,42 @@ async fn unshipped_objects_within_a_day_of_lifecycle_expiry_are_reported() {
         LifecycleRuleFilter,
     };
     let rig = Rig::new("audit-expiry").await;
-    let rule = LifecycleRule::builder()
-        .id("logs-3d")
+    // The rule template.yaml deploys, in the rule-level `Prefix` of old...
+    #[allow(deprecated)]
+    let logs = LifecycleRule::builder()
+        .id("expire-shipped-chunks")
         .status(ExpirationStatus::Enabled)
-        .filter(LifecycleRuleFilter::builder().prefix("logs/").build())
+        .prefix("logs/")
         .expiration(LifecycleExpiration::builder().days(3).build())
+        .build()
+        .unwrap();
+    // ...and sooner ones for other keys, one of each form: they must not apply.
+    #[allow(deprecated)]
+    let other = LifecycleRule::builder()
+        .id("other-2d")
+        .status(ExpirationStatus::Enabled)
+        .prefix("other/")
+        .expiration(LifecycleExpiration::builder().days(2).build())
+        .build()
+        .unwrap();
+    let checkpoints = LifecycleRule::builder()
+        .id("checkpoints-1d")
+        .status(ExpirationStatus::Enabled)
+        .filter(
+            LifecycleRuleFilter::builder()
+                .prefix("checkpoints/")
+                .build(),
+        )
+        .expiration(LifecycleExpiration::builder().days(1).build())
         .build()
         .unwrap();
     (rig.s3.client().put_bucket_lifecycle_configuration())
         .bucket(&rig.bucket)
         .lifecycle_configuration(
             BucketLifecycleConfiguration::builder()
-                .rules(rule)
+                .rules(logs)
+                .rules(checkpoints)
+                .rules(other)
                 .build()
                 .unwrap(),
         )

@@ -453,6 +453,9 @@ impl Report {
                 "task {}/{} in s3://{}: {} objects, {} bytes shipped (checkpoint {})",
                 t.cluster, t.task_id, self.bucket, t.objects, t.shipped_bytes, t.checkpoint
             );
+            if !t.is_clean() {
+                let _ = writeln!(out, "  {:<17} OBJECT OR FILE: DETAIL", "KIND");
+            }
             rows(&mut out, &t.findings);
             if t.is_clean() {
                 let _ = writeln!(
@@ -463,6 +466,7 @@ impl Report {
         }
         if !self.other.is_empty() {
             let _ = writeln!(out, "keys under the prefix that name no task:");
+            let _ = writeln!(out, "  {:<17} OBJECT: DETAIL", "KIND");
             rows(&mut out, &self.other);
         }
         if let Some(why) = &self.lifecycle_unknown {
@@ -479,13 +483,13 @@ impl Report {
                 out,
                 "audit clean: nothing missing in {} task(s) as of {}",
                 self.tasks.len(),
-                self.at.to_rfc3339()
+                time(&self.at)
             ),
             n => writeln!(
                 out,
                 "audit found {n} problem(s) in {} task(s) as of {}",
                 self.tasks.len(),
-                self.at.to_rfc3339()
+                time(&self.at)
             ),
         };
         out
@@ -493,43 +497,37 @@ impl Report {
 }
 
 fn rows(out: &mut String, findings: &[Finding]) {
-    if findings.is_empty() {
-        return;
-    }
-    let _ = writeln!(
-        out,
-        "  {:<17} {:<32} OBJECT OR FILE, DETAIL",
-        "KIND", "BYTES"
-    );
     for f in findings {
-        let (kind, bytes, what) = describe(f);
-        let _ = writeln!(out, "  {kind:<17} {bytes:<32} {what}");
+        let (kind, what) = describe(f);
+        let _ = writeln!(out, "  {kind:<17} {what}");
     }
 }
 
-fn file_range(r: &FileRange) -> (String, String) {
-    (
-        format!("{}-{}", r.start, r.end),
-        format!("{} generation {}", r.file, r.generation),
+fn time(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn file_range(r: &FileRange) -> String {
+    format!(
+        "{} generation {} bytes {}-{}",
+        r.file, r.generation, r.start, r.end
     )
 }
 
-/// A finding's kind, byte ranges and subject with detail, for the table.
-fn describe(f: &Finding) -> (&'static str, String, String) {
+/// A finding's kind and what it is about, for the table.
+fn describe(f: &Finding) -> (&'static str, String) {
     match f {
-        Finding::Gap { range } => {
-            let (bytes, file) = file_range(range);
-            let why = "in no object, not shipped";
-            ("gap", bytes, format!("{file}: {why}"))
-        }
+        Finding::Gap { range } => (
+            "gap",
+            format!("{}: in no object, not shipped", file_range(range)),
+        ),
         Finding::MissingSegments {
             first,
             last,
             before,
         } => (
             "missing-segments",
-            "?".into(),
-            format!("numbers {first}..={last} absent before {before}"),
+            format!("numbers {first}..={last}, before {before}"),
         ),
         Finding::Unshipped {
             key,
@@ -538,39 +536,36 @@ fn describe(f: &Finding) -> (&'static str, String, String) {
             leased_until,
         } => {
             let bytes = (ranges.iter())
-                .map(|r| format!("{}:{}-{}", r.file, r.start, r.end))
+                .map(|r| format!("{} {}-{}", r.file, r.start, r.end))
                 .collect::<Vec<_>>()
-                .join(" ");
-            let lease = leased_until.map_or(String::new(), |t| {
-                format!("; leased until {}", t.to_rfc3339())
-            });
-            let up = uploaded_at.to_rfc3339();
-            ("unshipped", bytes, format!("{key}: uploaded {up}{lease}"))
+                .join(", ");
+            let lease =
+                leased_until.map_or(String::new(), |t| format!(", leased until {}", time(&t)));
+            let up = time(uploaded_at);
+            (
+                "unshipped",
+                format!("{key} (uploaded {up}{lease}): {bytes}"),
+            )
         }
         Finding::Expiring { key, expires_at } => (
             "expiring",
-            String::new(),
-            format!("{key}: lifecycle deletes it at {}", expires_at.to_rfc3339()),
+            format!("{key}: lifecycle deletes it at {}", time(expires_at)),
         ),
         Finding::StuckLease {
             range,
             owner,
             expired_at,
-        } => {
-            let (bytes, file) = file_range(range);
-            let t = expired_at.to_rfc3339();
-            (
-                "stuck-lease",
-                bytes,
-                format!("{file}: {owner}, expired {t}"),
-            )
-        }
-        Finding::Unreadable { key, error } => {
-            ("unreadable", String::new(), format!("{key}: {error}"))
-        }
+        } => (
+            "stuck-lease",
+            format!(
+                "{}: {owner}, expired {}",
+                file_range(range),
+                time(expired_at)
+            ),
+        ),
+        Finding::Unreadable { key, error } => ("unreadable", format!("{key}: {error}")),
         Finding::NothingFound { prefix } => (
             "nothing-found",
-            String::new(),
             format!("{prefix}: no objects and no checkpoint"),
         ),
     }

@@ -26,12 +26,21 @@ struct Run {
 }
 
 async fn shipper(rig: &Rig, args: &[&str]) -> Run {
+    shipper_with(rig, &[], args).await
+}
+
+/// The real binary with the function's environment (plus `envs`) on moto.
+async fn shipper_with(rig: &Rig, envs: &[(&str, &str)], args: &[&str]) -> Run {
     let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipper"));
     cmd.args(args)
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
-        .env("LOGDROP_LOG_GROUP", &rig.group);
+        .env("LOGDROP_LOG_GROUP", &rig.group)
+        .kill_on_drop(true);
     for (k, v) in moto().env() {
+        cmd.env(k, v);
+    }
+    for (k, v) in envs {
         cmd.env(k, v);
     }
     let out = cmd.output().await.expect("run shipper");
@@ -489,4 +498,79 @@ async fn unshipped_objects_within_a_day_of_lifecycle_expiry_are_reported() {
     ship(&rig, &[seg_key(&rig, TASK, 0)]).await;
     let (code, shipped) = audit(&rig, &["--at", &later]).await;
     assert_eq!((code, shipped.tasks[0].findings.len()), (Some(0), 0));
+}
+
+#[tokio::test]
+async fn audit_and_replay_read_checkpoints_from_the_dynamodb_table() {
+    let rig = Rig::new("audit-ddb").await;
+    let store = crate::dynamodb::table("audit").await;
+    let table = [("LOGDROP_CHECKPOINT_TABLE", store.table())];
+    let s0 = upload_segment(&rig, TASK, 0, 0).await;
+    let s1 = upload_segment(&rig, TASK, 1, 1).await;
+    let on_table = logdrop::shipper::Shipper::new(
+        rig.s3.clone(),
+        logdrop::aws::checkpoint_store::AnyCheckpointStore::DynamoDb(store.clone()),
+        rig.logs.clone(),
+        rig.config(&[]),
+    );
+    (on_table.handle(&rig.s3_event(&[s0]), &inv("setup")))
+        .await
+        .expect("setup shipment");
+    let task = [
+        "--bucket",
+        &rig.bucket,
+        "--cluster",
+        &rig.cluster,
+        "--task",
+        TASK,
+    ];
+    let run = shipper_with(&rig, &table, &[&["audit", "--json"][..], &task].concat()).await;
+    assert_eq!(run.code, Some(1), "{}", run.stderr);
+    let report: Report = serde_json::from_str(&run.stdout).expect("JSON report");
+    assert_eq!(report.unshipped(), [s1]);
+    assert_eq!(report.tasks[0].findings.len(), 1, "{report:?}");
+    let replay = shipper_with(&rig, &table, &[&["replay"][..], &task].concat()).await;
+    assert_eq!(replay.code, Some(0), "{}", replay.stderr);
+    assert_in_cloudwatch(&rig, &[0, 1]).await;
+    let run = shipper_with(&rig, &table, &[&["audit"][..], &task].concat()).await;
+    assert_eq!(run.code, Some(0), "{}\n{}", run.stdout, run.stderr);
+    // The bucket holds no checkpoint object: the table is what was read.
+    let listed = (rig.s3.client().list_objects_v2())
+        .bucket(&rig.bucket)
+        .prefix("checkpoints/")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(listed.key_count(), Some(0));
+}
+
+#[tokio::test]
+async fn a_selection_that_is_not_one_is_refused() {
+    let rig = Rig::new("audit-flags").await;
+    for args in [
+        &["audit", "--bucket", "b"][..],
+        &["audit", "--bucket", "b", "--task", "t"],
+        &["audit", "--from", "x.json"],
+        &["replay", "--from", "x.json", "--at", "1h"],
+    ] {
+        let run = shipper(&rig, args).await;
+        assert_eq!(run.code, Some(2), "{args:?}");
+        assert!(
+            run.stderr.contains("shipper audit --bucket B"),
+            "{args:?}: {}",
+            run.stderr
+        );
+    }
+    let run = shipper(
+        &rig,
+        &["audit", "--bucket", "no-such-bucket-audit", "--since", "1d"],
+    )
+    .await;
+    assert_eq!(run.code, Some(2));
+    assert!(
+        run.stderr
+            .contains("cannot list s3://no-such-bucket-audit/logs/"),
+        "{}",
+        run.stderr
+    );
 }

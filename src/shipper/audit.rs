@@ -431,15 +431,22 @@ impl Report {
         self.other.len() + self.tasks.iter().map(|t| t.findings.len()).sum::<usize>()
     }
 
-    /// The unshipped objects, task by task in upload order: what `replay` re-delivers.
+    /// The unshipped objects, task by task in upload order (key order where
+    /// S3's one-second times tie: a segment's number, a chunk's offsets): what
+    /// `replay` re-delivers, so each stream gets its events in file order.
     pub fn unshipped(&self) -> Vec<String> {
         let mut keys = Vec::new();
         for t in &self.tasks {
-            for f in &t.findings {
-                if let Finding::Unshipped { key, .. } = f {
-                    keys.push(key.clone());
-                }
-            }
+            let mut task: Vec<(&DateTime<Utc>, &String)> = (t.findings.iter())
+                .filter_map(|f| match f {
+                    Finding::Unshipped {
+                        key, uploaded_at, ..
+                    } => Some((uploaded_at, key)),
+                    _ => None,
+                })
+                .collect();
+            task.sort();
+            keys.extend(task.into_iter().map(|(_, k)| k.clone()));
         }
         keys
     }

@@ -387,8 +387,12 @@ fn the_report_round_trips_as_json_and_says_clean_or_not() {
     assert!(json.contains(r#""kind":"unshipped""#), "{json}");
     let back: Report = serde_json::from_str(&json).unwrap();
     assert_eq!(back, report);
+    // The chunk was uploaded an hour ago, the segment two: upload order.
     let keys: Vec<String> = objects.iter().map(|o| o.listed.key.clone()).collect();
     assert_eq!(report.unshipped(), keys);
+    let mut swapped = report.clone();
+    swapped.tasks[0].findings.reverse();
+    assert_eq!(swapped.unshipped(), keys);
     let table = report.table();
     assert!(table.contains("unshipped"), "{table}");
     assert!(

@@ -574,3 +574,37 @@ async fn a_selection_that_is_not_one_is_refused() {
         run.stderr
     );
 }
+
+#[tokio::test]
+async fn a_manifest_longer_than_the_first_read_takes_a_second_one() {
+    let rig = Rig::new("audit-big-manifest").await;
+    // 10,000 files (the limit) of 1 byte, names far apart: a manifest over
+    // 64 KiB compressed.
+    let gzip = logdrop::generate::gzip(b"x");
+    let mut parts = Vec::new();
+    for i in 0..10_000u64 {
+        parts.push(PartBody {
+            file: format!(
+                "app-{:010x}.log",
+                i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 24
+            ),
+            generation: 0,
+            start: 0,
+            end: 1,
+            gzip: gzip.clone(),
+        });
+    }
+    let key = seg_key(&rig, TASK, 0);
+    rig.put_raw(&key, segment::encode(&parts)).await;
+    let (code, report) = audit(&rig, &[]).await;
+    assert_eq!(code, Some(1));
+    assert_eq!(report.requests.manifest_reads, 2);
+    let unshipped: Vec<_> = (report.tasks[0].findings.iter())
+        .filter_map(|f| match f {
+            Finding::Unshipped { key, ranges, .. } => Some((key.clone(), ranges.len())),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(unshipped, [(key, 10_000)]);
+    assert_eq!(report.tasks[0].findings.len(), 1, "nothing else");
+}

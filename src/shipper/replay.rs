@@ -32,6 +32,34 @@ pub struct Failed {
 }
 
 impl ReplayReport {
+    /// A batch's records, one per key in order.
+    fn add(&mut self, batch: &[String], summary: Summary) {
+        for (key, r) in batch.iter().zip(summary.records) {
+            for o in &r.objects {
+                if let ObjectOutcome::Shipped { report: s, .. } = o {
+                    self.sent += s.sent;
+                }
+            }
+            self.outcomes.extend(r.objects);
+            if let Some(error) = r.error.filter(|_| !r.ok) {
+                self.failed.push(Failed {
+                    key: key.clone(),
+                    error,
+                });
+            }
+        }
+    }
+
+    fn fail_all(&mut self, batch: &[String], error: &str) {
+        for key in batch {
+            tracing::error!(key, error, "replay failed");
+            self.failed.push(Failed {
+                key: key.clone(),
+                error: error.to_string(),
+            });
+        }
+    }
+
     pub fn is_ok(&self) -> bool {
         self.failed.is_empty()
     }
@@ -103,38 +131,43 @@ where
             Ok(Response::Summary(s)) | Err(HandlerError::Records { response: s, .. }) => s,
             // An S3 notification is answered with a summary; anything else
             // fails the batch, each key named.
-            Ok(Response::Sqs(_)) => fail_all(batch, "unexpected SQS response"),
-            Err(e) => fail_all(batch, &e.to_string()),
+            Ok(Response::Sqs(_)) => {
+                report.fail_all(batch, "unexpected SQS response");
+                continue;
+            }
+            Err(e) => {
+                report.fail_all(batch, &e.to_string());
+                continue;
+            }
         };
-        for (key, r) in batch.iter().zip(summary.records) {
-            for o in &r.objects {
-                if let ObjectOutcome::Shipped { report: s, .. } = o {
-                    report.sent += s.sent;
-                }
-            }
-            report.outcomes.extend(r.objects);
-            if let Some(error) = r.error.filter(|_| !r.ok) {
-                report.failed.push(Failed {
-                    key: key.clone(),
-                    error,
-                });
-            }
-        }
+        report.add(batch, summary);
     }
     report
 }
 
-fn fail_all(batch: &[String], error: &str) -> Summary {
-    let records = batch
-        .iter()
-        .map(|_| crate::shipper::handler::RecordReport {
-            id: String::new(),
-            ok: false,
-            error: Some(error.to_string()),
-            retryable: false,
-            objects: Vec::new(),
-            documents: Vec::new(),
-        })
-        .collect();
-    Summary { records }
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::keys::decode_notification_key;
+    use crate::shipper::trigger::{self, TriggerKind};
+
+    #[test]
+    fn the_event_names_each_stored_key_exactly() {
+        // Encoded components (`%20`, a literal `%` as `%25`) must reach the
+        // handler as the stored key, not decoded once more.
+        let keys = [
+            "logs/my%20cluster/t1/segment/000000000000001.gz".to_string(),
+            "logs/c/t1/a%2520b.log/0/000000000000000-000000000000010.gz".to_string(),
+        ];
+        let parsed = trigger::parse(&event("b", &keys)).unwrap();
+        assert_eq!(parsed.kind, TriggerKind::S3);
+        let got: Vec<String> = (parsed.records.iter())
+            .flat_map(|r| r.objects.as_ref().unwrap())
+            .map(|o| {
+                assert_eq!(o.bucket, "b");
+                decode_notification_key(&o.raw_key)
+            })
+            .collect();
+        assert_eq!(got, keys);
+    }
 }

@@ -6,6 +6,7 @@ pub mod config;
 pub mod core;
 pub mod generate;
 pub mod memory;
+pub mod metrics;
 pub mod ports;
 pub mod shipper;
 pub mod sidecar;

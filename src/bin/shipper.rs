@@ -110,12 +110,14 @@ async fn main() -> ExitCode {
         checkpoint_store = checkpoints.describe(),
         "checkpoint store"
     );
-    let shipper = Shipper::new(
+    let mut shipper = Shipper::new(
         S3::new(&sdk),
         checkpoints,
         CloudWatchLogs::new(&sdk),
         config,
     );
+    // Beside the JSON lines: Lambda's log group turns them into metrics.
+    shipper.metrics = Some(logdrop::telemetry::Output::Stderr);
     match command {
         Command::Invoke(file) => invoke_once(&shipper, &file).await,
         Command::Serve => serve(&shipper).await,

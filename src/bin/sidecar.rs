@@ -73,6 +73,8 @@ async fn run() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    // Beside the JSON lines; the task's log driver makes them metrics.
+    sidecar.set_metrics(logdrop::telemetry::Output::Stdout);
     if once {
         sidecar.set_max_attempts(ONCE_ATTEMPTS);
         let result = sidecar.once().await;

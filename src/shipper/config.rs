@@ -30,6 +30,9 @@ pub struct Config {
     pub object_concurrency: usize,
     /// `PutLogEvents` calls in flight per invocation.
     pub put_concurrency: usize,
+    /// The metrics' `Function` dimension: Lambda's `AWS_LAMBDA_FUNCTION_NAME`,
+    /// `shipper` outside Lambda.
+    pub function_name: String,
 }
 
 impl Config {
@@ -90,6 +93,7 @@ impl Config {
             max_event_bytes,
             object_concurrency: positive(env, "LOGDROP_OBJECT_CONCURRENCY", 4)?,
             put_concurrency: positive(env, "LOGDROP_PUT_CONCURRENCY", 8)?,
+            function_name: env.or("AWS_LAMBDA_FUNCTION_NAME", "shipper"),
         })
     }
 }

@@ -9,6 +9,7 @@ pub mod handler;
 pub mod inventory;
 pub mod invocation;
 pub mod lease;
+pub mod metrics;
 pub mod object;
 pub mod outcome;
 pub mod pipeline;

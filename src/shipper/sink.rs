@@ -96,6 +96,19 @@ pub struct Sender<L> {
     /// the upper bound of duplicates this process may have caused.
     unknown_calls: AtomicU64,
     unknown_events: AtomicU64,
+    /// What was stored since the last `take_observed`, for the metrics line.
+    observed: Mutex<Observed>,
+}
+
+/// Events stored in CloudWatch Logs, their message bytes, and the lag from
+/// each event's timestamp to the answer of the call that stored it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub events: u64,
+    pub bytes: u64,
+    /// Events the service refused for their time, sent again re-stamped.
+    pub restamped: u64,
+    pub lag_ms: crate::metrics::Histogram,
 }
 
 /// What one batch's delivery did, beyond storing its events.
@@ -136,6 +149,23 @@ impl<L: LogSink> Sender<L> {
             slots: Semaphore::new(config.put_concurrency),
             unknown_calls: AtomicU64::new(0),
             unknown_events: AtomicU64::new(0),
+            observed: Mutex::new(Observed::default()),
+        }
+    }
+
+    /// What was stored since the last call (Lambda runs one invocation at a
+    /// time per process, so for the handler: this invocation's).
+    pub fn take_observed(&self) -> Observed {
+        std::mem::take(&mut *self.observed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn observe<'a>(&self, stored: impl Iterator<Item = crate::core::batch::Event<'a>>) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut o = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        for e in stored {
+            o.events += 1;
+            o.bytes += e.message.len() as u64;
+            o.lag_ms.record(now - e.timestamp, 1);
         }
     }
 
@@ -166,12 +196,13 @@ impl<L: LogSink> Sender<L> {
             Ok(r) => r,
             Err(error) => return Err(Undelivered { done, error }),
         };
-        let kept = batch
-            .events()
-            .enumerate()
-            .filter(|(i, _)| !rejected.contains(*i))
-            .map(|(_, e)| e);
-        done.stored = ranges_of(kept);
+        let kept = || {
+            (batch.events().enumerate())
+                .filter(|(i, _)| !rejected.contains(*i))
+                .map(|(_, e)| e)
+        };
+        done.stored = ranges_of(kept());
+        self.observe(kept());
         if rejected.is_empty() {
             return Ok(done);
         }
@@ -192,12 +223,17 @@ impl<L: LogSink> Sender<L> {
             "CloudWatch Logs rejected events for their timestamps; re-sending them stamped with the current time"
         );
         done.restamped += count as u64;
+        (self.observed.lock().unwrap_or_else(|p| p.into_inner())).restamped += count as u64;
         for b in again {
             match self.put(stream, &b, &mut done, until_ms).await {
-                Ok(r) if r.is_empty() => done.stored.union(&ranges_of(b.events())),
+                Ok(r) if r.is_empty() => {
+                    done.stored.union(&ranges_of(b.events()));
+                    self.observe(b.events());
+                }
                 Ok(r) => {
-                    let kept = b.events().enumerate().filter(|(i, _)| !r.contains(*i));
-                    done.stored.union(&ranges_of(kept.map(|(_, e)| e)));
+                    let kept = || b.events().enumerate().filter(|(i, _)| !r.contains(*i));
+                    done.stored.union(&ranges_of(kept().map(|(_, e)| e)));
+                    self.observe(kept().map(|(_, e)| e));
                     let error = PutError::RejectedTwice(b.len());
                     return Err(Undelivered { done, error });
                 }

@@ -2,6 +2,7 @@
 
 use crate::config::{ConfigError, Env, err};
 use crate::core::keys::DEFAULT_KEY_PREFIX;
+use crate::core::urgent::Rule;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,7 +49,17 @@ pub struct Config {
     pub summary_interval: Duration,
     /// Longest time one S3 request attempt may take.
     pub upload_timeout: Duration,
+    /// Events that make a flush due before the interval (`LOGDROP_EARLY_FLUSH_LEVEL`,
+    /// `LOGDROP_EARLY_FLUSH_5XX`).
+    pub early_flush: Rule,
+    /// At most one early flush per this long, so a storm of errors costs a
+    /// bounded number of uploads.
+    pub early_flush_min_interval: Duration,
 }
+
+/// An early flush at most every 10 s: an error storm costs at most six
+/// uploads a minute instead of one (README, Cost).
+pub const DEFAULT_EARLY_FLUSH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Rotated files are pruned once fully shipped and quiet for this long: Tomcat
 /// writes a dated file until midnight, and a Fargate task's disk is small.
@@ -115,6 +126,15 @@ impl Config {
             },
             summary_interval: env.duration("LOGDROP_SUMMARY_INTERVAL", Duration::from_secs(60))?,
             upload_timeout: upload_timeout(env)?,
+            early_flush: Rule {
+                juli_level: Rule::parse_level(&env.or("LOGDROP_EARLY_FLUSH_LEVEL", "SEVERE"))
+                    .map_err(|p| err("LOGDROP_EARLY_FLUSH_LEVEL", p))?,
+                access_5xx: env.flag("LOGDROP_EARLY_FLUSH_5XX", false)?,
+            },
+            early_flush_min_interval: env.duration(
+                "LOGDROP_EARLY_FLUSH_MIN_INTERVAL",
+                DEFAULT_EARLY_FLUSH_MIN_INTERVAL,
+            )?,
         })
     }
 

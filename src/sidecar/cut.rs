@@ -55,6 +55,9 @@ pub struct Due {
     /// Unshipped bytes that make a flush due whatever their age; also the
     /// largest segment (uncompressed).
     pub chunk_bytes: u64,
+    /// An urgent event may make a flush due now (the early flush is on and
+    /// its rate limit allows one).
+    pub early: bool,
 }
 
 impl Due {
@@ -64,6 +67,7 @@ impl Due {
             hold: c.hold_timeout,
             line: c.line_timeout,
             chunk_bytes: c.chunk_bytes,
+            early: !c.early_flush.is_off(),
         }
     }
 }
@@ -79,12 +83,17 @@ pub struct Look {
     pub quiet: Duration,
     /// A newer file of its series exists: its writer has moved on.
     pub rotated: bool,
+    /// Its unshipped bytes hold a whole urgent event (`core::urgent`).
+    pub urgent: bool,
 }
 
 /// Whether this file makes a flush due now.
 pub fn due_now(mode: Mode, due: Due, look: Look) -> bool {
     look.pending > 0
-        && (mode == Mode::Drain || look.age >= due.flush || look.pending >= due.chunk_bytes)
+        && (mode == Mode::Drain
+            || look.age >= due.flush
+            || look.pending >= due.chunk_bytes
+            || (look.urgent && due.early))
 }
 
 /// How much of this file a due flush takes.
@@ -224,17 +233,22 @@ pub(crate) struct Segment {
 }
 
 /// Which files a flush takes now and how much of each; empty when no file
-/// makes a flush due. Notes each file's quiet time and age as of `now`.
+/// makes a flush due. Notes each file's quiet time and age as of `now`, and
+/// looks at its new lines for an urgent event. The last result says the
+/// flush is early: only an urgent event made it due.
 pub(crate) fn plan<S>(
     ctx: &Ctx<S>,
     files: &mut [&mut Followed],
     mode: Mode,
     now: Instant,
-) -> (Vec<Planned>, bool) {
-    let due = Due::of(&ctx.config);
+) -> (Vec<Planned>, bool, bool) {
+    let mut due = Due::of(&ctx.config);
+    due.early &= mode == Mode::Follow
+        && ctx.last_early.is_none_or(|t| {
+            now.saturating_duration_since(t) >= ctx.config.early_flush_min_interval
+        });
     let mut planned = Vec::new();
-    let mut any_due = false;
-    let mut left = false;
+    let (mut any_due, mut early, mut left) = (false, false, false);
     for (i, f) in files.iter_mut().enumerate() {
         if f.failing.is_some() {
             left = true;
@@ -255,16 +269,38 @@ pub(crate) fn plan<S>(
             continue;
         }
         let since = *f.pending_since.get_or_insert(now);
+        let urgent = match due.early {
+            false => false,
+            true => match f.watch_urgent(&ctx.config.log_dir, &ctx.config.early_flush, len) {
+                // Whole, or quiet long enough for a flush to take it whole.
+                Ok(()) => f.watch.urgent_at.is_some() && (f.watch.whole || quiet >= due.hold),
+                Err(e) => {
+                    f.note_failure(&e);
+                    left = true;
+                    continue;
+                }
+            },
+        };
         let look = Look {
             pending,
             age: now.saturating_duration_since(since),
             quiet,
             rotated: f.rotated,
+            urgent,
         };
         // A range left over from a segment that could not be read again is
         // due by the same rules: if its file still fails, it is tried again
         // at the next flush, not at every poll.
-        any_due |= due_now(mode, due, look);
+        let normal = due_now(
+            mode,
+            Due {
+                early: false,
+                ..due
+            },
+            look,
+        );
+        any_due |= normal;
+        early |= !normal && due_now(mode, due, look);
         planned.push(Planned {
             file: i,
             urgency: urgency(mode, due, look),
@@ -273,10 +309,10 @@ pub(crate) fn plan<S>(
             found: None,
         });
     }
-    if !any_due {
-        return (Vec::new(), left || !planned.is_empty());
+    if !any_due && !early {
+        return (Vec::new(), left || !planned.is_empty(), false);
     }
-    (planned, left)
+    (planned, left, !any_due)
 }
 
 /// Cuts the next segment of a flush: one part per planned file that has
@@ -409,12 +445,14 @@ mod tests {
             hold: s(5),
             line: s(60),
             chunk_bytes: 100,
+            early: false,
         };
         let look = |pending, age, quiet, rotated| Look {
             pending,
             age: s(age),
             quiet: s(quiet),
             rotated,
+            urgent: false,
         };
         // (mode, look, due now, urgency)
         let table = [
@@ -442,12 +480,37 @@ mod tests {
             hold: Duration::MAX,
             line: Duration::MAX,
             chunk_bytes: 100,
+            early: true,
         };
         assert!(!due_now(Mode::Follow, huge, look(1, 1, 1, false)));
         assert_eq!(
             urgency(Mode::Follow, huge, look(1, 1, 1, false)),
             WholeEvents
         );
+        // An urgent event is due at once while the rate limit allows an
+        // early flush, and takes no more of its file than any flush would.
+        let urgent = Look {
+            urgent: true,
+            ..look(10, 1, 0, false)
+        };
+        assert!(due_now(Mode::Follow, huge, urgent));
+        assert!(!due_now(
+            Mode::Follow,
+            Due {
+                early: false,
+                ..huge
+            },
+            urgent
+        ));
+        assert!(!due_now(
+            Mode::Follow,
+            huge,
+            Look {
+                pending: 0,
+                ..urgent
+            }
+        ));
+        assert_eq!(urgency(Mode::Follow, huge, urgent), WholeEvents);
     }
 
     #[test]

@@ -13,6 +13,7 @@ mod error;
 pub mod fingerprint;
 pub mod followed;
 pub mod identity;
+mod metrics;
 pub mod prune;
 mod redo;
 mod run;
@@ -91,6 +92,8 @@ impl<S: ObjectStore> Sidecar<S> {
                 limits: None,
                 clock_ahead: std::time::Duration::ZERO,
                 max_open: open_file_budget(),
+                last_early: None,
+                reporter: Default::default(),
             },
             state,
             segment,
@@ -131,6 +134,26 @@ impl<S: ObjectStore> Sidecar<S> {
                 }
                 self.retired.insert(name, rec);
             }
+        }
+    }
+
+    /// Writes the metrics lines (EMF) to `output`; without it none are written.
+    pub fn set_metrics(&mut self, output: crate::telemetry::Output) {
+        self.ctx.reporter.output = Some(output);
+    }
+
+    /// How the files stand now, for the metrics line.
+    fn standing(&self) -> metrics::Standing {
+        let pending = self.followed.values().filter(|f| f.unshipped().is_some());
+        metrics::Standing {
+            pending_bytes: self.lag_bytes(),
+            oldest_since: pending.filter_map(|f| f.pending_since).min(),
+            unreadable: (self
+                .followed
+                .values()
+                .filter(|f| f.failing.is_some())
+                .count()
+                + self.noted.len()) as u64,
         }
     }
 
@@ -215,6 +238,7 @@ impl<S: ObjectStore> Sidecar<S> {
         if mode == Mode::Follow {
             self.prune()?;
         }
+        self.ctx.reporter.standing = self.standing();
         Ok(Progress {
             left,
             shipped: self.ctx.totals.bytes - before,
@@ -428,7 +452,12 @@ async fn flush<S: ObjectStore>(
     mode: Mode,
 ) -> Result<bool, SidecarError> {
     let now = ctx.now();
-    let (mut plan, mut left) = cut::plan(ctx, files, mode, now);
+    let (mut plan, mut left, early) = cut::plan(ctx, files, mode, now);
+    if early {
+        ctx.last_early = Some(now);
+        ctx.totals.early_flushes += 1;
+        tracing::info!("early flush: an urgent event is waiting");
+    }
     while let Some(seg) = cut::cut_segment(ctx, files, &mut plan, &mut left) {
         segment::ship(ctx, rec, files, seg).await?;
     }

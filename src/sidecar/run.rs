@@ -21,6 +21,9 @@ impl<S: ObjectStore> Sidecar<S> {
                     tokio::time::sleep(config.poll_interval).await;
                     self.pass(Mode::Follow).await
                 } => if let Err(e) = r {
+                    if matches!(e, crate::sidecar::SidecarError::State(_)) {
+                        self.ctx.totals.state_failures += 1;
+                    }
                     // Logged when it changes, then once a minute, not every poll.
                     let text = e.to_string();
                     let quiet = last_error.as_ref().is_some_and(|(t, at)| {
@@ -68,8 +71,12 @@ impl<S: ObjectStore> Sidecar<S> {
         left
     }
 
-    pub fn summary(&self) {
+    /// The summary line, and the metrics line beside it.
+    pub fn summary(&mut self) {
         let t = self.ctx.totals;
+        let (now, every) = (self.ctx.now(), self.ctx.config.summary_interval);
+        let ctx = &mut self.ctx;
+        ctx.reporter.report(&ctx.cluster, now, &t, every, true);
         tracing::info!(
             bytes = t.bytes,
             chunks = t.chunks,

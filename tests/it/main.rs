@@ -8,6 +8,7 @@ mod dynamodb;
 mod faults;
 mod image;
 mod lambda_logs;
+mod metrics;
 mod moto;
 mod poll;
 mod readme;

@@ -377,15 +377,20 @@ fn leases<'c>(
         .filter(move |l| crate::core::ranges::overlaps(l.range, (start, end)))
 }
 
+/// Leases past their expiry (those of a generation that is no number are
+/// already reported as unreadable).
 fn stuck_leases(checkpoint: &Checkpoint, now: DateTime<Utc>) -> Vec<Finding> {
     let mut out = Vec::new();
     for (file, gens) in &checkpoint.files {
         for (generation, state) in gens {
+            let Ok(generation) = generation.parse::<u64>() else {
+                continue;
+            };
             for l in state.leases.iter().filter(|l| l.expires_at <= now) {
                 out.push(Finding::StuckLease {
                     range: FileRange {
                         file: file.clone(),
-                        generation: generation.parse().unwrap_or(u64::MAX),
+                        generation,
                         start: l.range.0,
                         end: l.range.1,
                     },

@@ -407,3 +407,21 @@ fn the_report_round_trips_as_json_and_says_clean_or_not() {
             .contains("audit clean: nothing missing in 1 task(s)")
     );
 }
+
+#[test]
+fn a_generation_that_is_no_number_is_named_once() {
+    let mut cp = shipped(&[(0, 10)]);
+    let odd = cp.files.get_mut(F).unwrap().entry("x".into()).or_default();
+    odd.leases.push(Lease {
+        range: (0, 5),
+        owner: "req-1/0.0".into(),
+        expires_at: now() - Duration::minutes(1),
+    });
+    assert_eq!(
+        findings(&input(cp, vec![chunk(0, 10)])),
+        [Finding::Unreadable {
+            key: "checkpoints/prod/t1.json".into(),
+            error: format!("file {F}: `x` is not a generation number"),
+        }]
+    );
+}

@@ -1,6 +1,7 @@
 //! Integration tests: the real binaries' code against moto's server through
 //! the real AWS SDK clients.
 
+mod audit;
 mod checkpoint_conformance;
 mod deploy;
 mod dynamodb;

@@ -74,6 +74,22 @@ print(s3.list_objects_v2(Bucket='bench',Prefix='logs/bench-l$level/')['KeyCount'
   $py -c "g=$gu+$gs; s=$su+$ss; print(f'| {$level} | {g:.2f} | {s:.2f} | {s/g:.2f}x | {$rss/1024:.1f} MiB | $chunks |')" | tee -a "$out"
 done
 
+# --- sweeper (EFS drops) against sidecar --once, same file, same build kind --
+mkdir -p "$work/efs/bench-sweep/t" "$work/once"
+ln "$file" "$work/efs/bench-sweep/t/" && ln "$file" "$work/once/"
+report ""
+report "## sweeper --root (a directory with no owner) against sidecar --once, ${mb} MiB of access log, level 1, release builds"
+report "| binary | wall s | CPU s | MB/s (wall) | peak RSS |"
+report "|---|---|---|---|---|"
+LOGDROP_BUCKET=bench LOGDROP_LOG_DIR="$work/once" LOGDROP_CLUSTER=bench-once LOGDROP_TASK_ID=t RUST_LOG=warn \
+  /usr/bin/time -f "%e %U %S %M" -o "$work/t1" target/release/sidecar --once
+LOGDROP_BUCKET=bench LOGDROP_OWNER_STALE=0s RUST_LOG=warn \
+  /usr/bin/time -f "%e %U %S %M" -o "$work/t2" target/release/sweeper --root "$work/efs" >/dev/null
+for t in "sidecar --once:$work/t1" "sweeper:$work/t2"; do
+  read -r wall u s rss <"${t#*:}"
+  $py -c "print(f'| ${t%%:*} | {$wall:.2f} | {$u+$s:.2f} | {$mb*1.048576/$wall:.0f} | {$rss/1024:.1f} MiB |')" | tee -a "$out"
+done
+
 idle=${IDLE_SECONDS:-60}
 LOGDROP_BUCKET=bench LOGDROP_LOG_DIR="$work/logs" LOGDROP_CLUSTER=bench-l6 LOGDROP_TASK_ID=t RUST_LOG=warn \
   "$sidecar" & sc=$!; pids+=($sc)

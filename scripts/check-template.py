@@ -37,7 +37,7 @@ from cfnlint.decode import decode
 # from the dead-letter queue after a fix.
 MARGIN_DAYS = 3
 # Actions that have no resource-level permissions: "*" is their only resource.
-NO_RESOURCE_ACTIONS = {"ecr:GetAuthorizationToken"}
+NO_RESOURCE_ACTIONS = {"ecr:GetAuthorizationToken", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"}
 # What the sidecar needs after its grace to save its state and exit.
 EXIT_SECONDS = 5
 

@@ -16,7 +16,7 @@ RUNC_VERSION := 1.1.5+ds1-1+deb12u1
 TOMCAT_VERSION := 10.1.60-1~deb12u1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SAM := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam
-TEMPLATES := template.yaml examples/ecs-task.yaml
+TEMPLATES := template.yaml examples/ecs-task.yaml examples/ecs-task-efs.yaml
 
 .PHONY: all venv node podman tomcat test lint demo invoke invoke-aws build sidecar image deploy bench bench-cost lock clean
 

@@ -191,6 +191,8 @@ def stop_timeouts(containers, env_key, timeout_key, where):
 
 # Mappings whose keys are the user's, not property names.
 FREE_KEYS = {"Options", "DockerLabels", "SecretOptions"}
+# CloudFormation names whose API name is not just the first letter lowered.
+API_NAMES = {"EFSVolumeConfiguration": "efsVolumeConfiguration", "FilesystemId": "fileSystemId", "IAM": "iam"}
 
 
 def api_shape(value, params, key=None):
@@ -210,7 +212,7 @@ def api_shape(value, params, key=None):
             return f"<{fn}>"
     if key in FREE_KEYS:
         return {k: api_shape(v, params) for k, v in value.items()}
-    return {k[:1].lower() + k[1:]: api_shape(v, params, k) for k, v in value.items()}
+    return {API_NAMES.get(k, k[:1].lower() + k[1:]): api_shape(v, params, k) for k, v in value.items()}
 
 
 def validate_task_definition(doc):

@@ -256,7 +256,10 @@ class Stack:
                 return self._sub(text, {k: self.resolve(v) for k, v in names.items()})
             if fn == "Fn::ImportValue":
                 name = self.resolve(arg)
-                exports = {e["Name"]: e["Value"] for e in client(self.endpoint, "cloudformation").list_exports()["Exports"]}
+                # moto also lists the exports of outputs left out by their
+                # condition, without a value or empty: those are not exported.
+                exports = {e["Name"]: e["Value"] for e in client(self.endpoint, "cloudformation").list_exports()["Exports"]
+                           if e.get("Value")}
                 if name not in exports:
                     fail(f"{self.name}: imports {name}, which no stack exports")
                 return exports[name]

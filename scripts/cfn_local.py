@@ -374,6 +374,21 @@ def deploy(endpoint, name, path, params):
     return stack
 
 
+def efs_network(endpoint):
+    """What the EFS parameters name, created in moto: a VPC with a subnet and
+    a security group, a file system and an access point with a POSIX user."""
+    ec2, efs = client(endpoint, "ec2"), client(endpoint, "efs")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName="sweeper", Description="logdrop sweeper", VpcId=vpc)["GroupId"]
+    fs = efs.create_file_system(CreationToken="logdrop", Encrypted=True)["FileSystemId"]
+    ap = efs.create_access_point(FileSystemId=fs, PosixUser={"Uid": 1000, "Gid": 1000}, RootDirectory={
+        "Path": "/logdrop", "CreationInfo": {"OwnerUid": 1000, "OwnerGid": 1000, "Permissions": "750"}})
+    return {"subnet": subnet, "sg": sg, "fs": fs, "ap_arn": ap["AccessPointArn"], "ap_id": ap["AccessPointId"],
+            "params": {"EfsAccessPointArn": ap["AccessPointArn"], "EfsFileSystemId": fs,
+                       "SweeperSubnetIds": subnet, "SweeperSecurityGroupIds": sg}}
+
+
 def run(main):
     """Runs main(), printing a Failure as one line on stderr and exiting 1."""
     try:

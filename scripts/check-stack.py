@@ -38,7 +38,8 @@ import sys
 import time
 from urllib.parse import unquote_plus
 
-from cfn_local import ROOT, Failure, client, deploy, fail, policy_document, run, start_moto, upload_code_stub
+from cfn_local import (ROOT, Failure, client, deploy, efs_network, fail, policy_document, run, start_moto,
+                       upload_code_stub)
 
 TEMPLATE = os.path.join(ROOT, "template.yaml")
 TASK_TEMPLATE = os.path.join(ROOT, "examples/ecs-task.yaml")
@@ -384,21 +385,6 @@ def check_efs_task_stack(stack, logdrop, efs):
     for c in containers.values():
         if c["logConfiguration"]["options"]["awslogs-group"] not in groups:
             fail(f"{name}: container {c['name']} logs to a group that does not exist")
-
-
-def efs_network(endpoint):
-    """What the EFS parameters name, created in moto: a VPC with a subnet and
-    a security group, a file system and an access point with a POSIX user."""
-    ec2, efs = client(endpoint, "ec2"), client(endpoint, "efs")
-    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
-    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
-    sg = ec2.create_security_group(GroupName="sweeper", Description="logdrop sweeper", VpcId=vpc)["GroupId"]
-    fs = efs.create_file_system(CreationToken="logdrop", Encrypted=True)["FileSystemId"]
-    ap = efs.create_access_point(FileSystemId=fs, PosixUser={"Uid": 1000, "Gid": 1000}, RootDirectory={
-        "Path": "/logdrop", "CreationInfo": {"OwnerUid": 1000, "OwnerGid": 1000, "Permissions": "750"}})
-    return {"subnet": subnet, "sg": sg, "fs": fs, "ap_arn": ap["AccessPointArn"], "ap_id": ap["AccessPointId"],
-            "params": {"EfsAccessPointArn": ap["AccessPointArn"], "EfsFileSystemId": fs,
-                       "SweeperSubnetIds": subnet, "SweeperSecurityGroupIds": sg}}
 
 
 def check_task_stack(stack, logdrop):

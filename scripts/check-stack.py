@@ -376,6 +376,10 @@ def check_efs_task_stack(stack, logdrop, efs):
     mounts = [{"sourceVolume": "efs", "containerPath": "/efs"}, {"sourceVolume": "handoff", "containerPath": "/handoff"}]
     for c in (side, tomcat):
         expect(f"{name}: {c['name']} mounts", c.get("mountPoints"), mounts)
+    # Both essential on EFS: a task whose sidecar died must not go on
+    # writing into a directory the sweeper takes for a dead task's.
+    expect(f"{name}: containers essential", {n: c.get("essential") for n, c in containers.items()},
+           {"logdrop": True, "tomcat": True})
     expect(f"{name}: tomcat waits for the sidecar", tomcat.get("dependsOn"),
            [{"containerName": "logdrop", "condition": "START"}])
     expect(f"{name}: tomcat's command", tomcat.get("command"), ["sh", "-c", (

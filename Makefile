@@ -117,6 +117,7 @@ bench: venv sidecar bench-cost
 	cargo bench --bench core
 	python3 scripts/bench-report.py | tee target/bench-core.md
 	SIDECAR=target/sidecar-$(SIDECAR_TARGET) scripts/bench-e2e.sh
+	scripts/with-moto.sh $(VENV)/bin/python scripts/bench-efs-lag.py
 
 # Requests counted by kind and priced per task-month, with p50/p99 lag (issue 9).
 bench-cost: venv

@@ -281,7 +281,9 @@ def check_sweeper(stack, efs):
     # The sidecar's key prefix is its default, which the bucket's lifecycle
     # and the queue's filter (logs/) are written for.
     expect(f"{name}: sweeper environment", env,
-           {"LOGDROP_BUCKET": bucket, "LOGDROP_KEY_PREFIX": "logs", "LOGDROP_EFS_ROOT": MOUNT})
+           {"LOGDROP_BUCKET": bucket, "LOGDROP_KEY_PREFIX": "logs", "LOGDROP_EFS_ROOT": MOUNT,
+            "LOGDROP_SWEEP_RETENTION": "24h", "LOGDROP_OWNER_STALE": "30s",
+            "LOGDROP_FILES": "localhost_access_log.*.txt,catalina.*.log,localhost.*.log"})
     vpc = conf.get("VpcConfig") or {}
     expect(f"{name}: sweeper subnets", vpc.get("SubnetIds"), [efs["subnet"]])
     expect(f"{name}: sweeper security groups", vpc.get("SecurityGroupIds"), [efs["sg"]])

@@ -55,7 +55,7 @@ pub struct Config {
     /// A symbolic link made to point at the task's directory on EFS, for the
     /// writer's container to find it (README "EFS drops").
     pub efs_link: Option<PathBuf>,
-    /// How often the owner record on EFS is rewritten.
+    /// How often the owner record's time on EFS is set (a heartbeat).
     pub heartbeat: Duration,
     /// The files are on a file system other hosts mount (EFS): a file is
     /// known by its inode and fingerprint alone, as each NFS client reports

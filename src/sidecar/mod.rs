@@ -433,7 +433,18 @@ impl<S: ObjectStore> Sidecar<S> {
     /// rules allow now. Returns what stayed behind (empty: nothing).
     pub async fn sweep(&mut self) -> Result<String, SidecarError> {
         self.pass(Mode::Sweep).await?;
-        Ok(self.left_behind())
+        // A name that could not be looked at may hold unshipped bytes: its
+        // directory must not be deleted as finished.
+        let unseen = self
+            .noted
+            .iter()
+            .map(|n| format!("{n}: cannot be looked at"));
+        let left: Vec<String> = [self.left_behind()]
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .chain(unseen)
+            .collect();
+        Ok(left.join("; "))
     }
 
     /// `--once`: ships what the files held when it started (held partial

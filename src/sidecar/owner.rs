@@ -1,6 +1,6 @@
 //! Who ships a task's directory on a shared file system (EFS drops): the
 //! lock that makes one writer of a directory's state at a time, and the owner
-//! record a live sidecar rewrites every heartbeat.
+//! record whose time a live sidecar sets every heartbeat.
 //!
 //! A heartbeat after the first sets the record's modification time instead
 //! of rewriting it: on EFS that is one metadata operation (metered at 4 KiB)
@@ -136,7 +136,7 @@ impl Owner {
         Ok(me)
     }
 
-    /// Rewrites the record when a heartbeat is due.
+    /// Sets the record's time when a heartbeat is due (writes it whole the first time).
     pub fn beat(&mut self, state: &mut StateDir) -> Result<(), StateError> {
         if self.last.is_some_and(|at| at.elapsed() < self.every) {
             return Ok(());

@@ -77,7 +77,7 @@ impl<S: ObjectStore> Sidecar<S> {
         left
     }
 
-    /// Rewrites the owner record on EFS when a heartbeat is due.
+    /// Sets the owner record's time on EFS when a heartbeat is due.
     fn beat(&mut self) {
         if let Some(o) = &mut self.owner
             && let Err(e) = o.beat(&mut self.state)

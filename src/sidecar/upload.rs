@@ -44,7 +44,11 @@ pub async fn put_with_retry<S: ObjectStore>(
     on_failure: &mut dyn FnMut(),
 ) -> Result<u32, PortError> {
     let mut attempt = 0u32;
-    let out_of_time = || PortError::Transient("the shutdown grace ran out".into());
+    let out_of_time = || {
+        PortError::Transient(
+            "the deadline came (the shutdown grace, or the end of a sweeper's run)".into(),
+        )
+    };
     loop {
         let put = store.put(bucket, key, body.clone());
         let result = match deadline {

@@ -29,6 +29,10 @@ use tracing::Instrument;
 const DIR_MARGIN: Duration = Duration::from_secs(10);
 /// Where a finished directory is moved, under its lock, before it is deleted.
 const TRASH: &str = ".logdrop-trash";
+/// Uploads of one directory give up after this many attempts: S3 failing for
+/// one directory must not spend the run (the directory counts as failed and
+/// is tried again at the next run).
+const DIR_ATTEMPTS: u32 = 6;
 
 /// What one run did, directory by directory.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -173,6 +177,8 @@ enum DirError {
     Name(crate::core::keys::KeyError),
     #[error("listing it: {0}")]
     List(std::io::Error),
+    #[error("making its state directory: {0}")]
+    MakeState(std::io::Error),
 }
 
 async fn sweep_dir<S: ObjectStore + Clone>(
@@ -199,7 +205,7 @@ async fn sweep_dir<S: ObjectStore + Clone>(
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Empty),
-        Err(e) => return Err(DirError::List(e)),
+        Err(e) => return Err(DirError::MakeState(e)),
     }
     let Some(lock) = owner::try_lock(&sidecar_config.state_dir)? else {
         return Ok(Outcome::Held);
@@ -210,6 +216,7 @@ async fn sweep_dir<S: ObjectStore + Clone>(
     }
     let (cluster, task_id) = identity(&state, dir)?;
     let mut sidecar = Sidecar::start(store.clone(), sidecar_config, cluster, task_id).await?;
+    sidecar.set_max_attempts(DIR_ATTEMPTS);
     if let Some(d) = deadline {
         // Room left to save the state and release the lock after the last upload.
         sidecar.set_deadline(d.checked_sub(DIR_MARGIN / 2).unwrap_or(d));
@@ -229,24 +236,34 @@ async fn sweep_dir<S: ObjectStore + Clone>(
         // many requests, and no sweeper may take the half-deleted directory.
         let trash = config.root.join(TRASH);
         let _ = std::fs::create_dir(&trash);
-        let moved = trash.join(format!("{}.{}", path_tail(dir), std::process::id()));
+        let moved = trash.join(trash_name(dir));
         std::fs::rename(dir, &moved).map_err(DirError::Delete)?;
         drop(lock);
-        std::fs::remove_dir_all(&moved).map_err(DirError::Delete)?;
+        match std::fs::remove_dir_all(&moved) {
+            // Another run emptying the trash got there first.
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(DirError::Delete(e)),
+            _ => {}
+        }
         tracing::info!(dir = %dir.display(), "the task is gone and everything it wrote is shipped; its directory is deleted");
         return Ok(Outcome::Deleted { bytes });
     }
     Ok(Outcome::Swept { bytes })
 }
 
-/// `<cluster>.<task_id>`: a trash entry's name, unique per directory.
-fn path_tail(dir: &Path) -> String {
+/// The cluster and task joined, and a random suffix: unique across sweepers
+/// (their process ids repeat from one Lambda sandbox to the next).
+fn trash_name(dir: &Path) -> String {
     let name = |p: Option<&Path>| {
         p.and_then(Path::file_name)
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     };
-    format!("{}.{}", name(dir.parent()), name(Some(dir)))
+    format!(
+        "{}%2F{}.{:016x}",
+        name(dir.parent()),
+        name(Some(dir)),
+        fastrand::u64(..)
+    )
 }
 
 /// Deletes what an earlier run moved to the trash but could not delete.
@@ -256,7 +273,10 @@ fn empty_trash(root: &Path) {
         return;
     };
     for entry in entries.flatten() {
-        if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+        let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
+        if let Err(e) = std::fs::remove_dir_all(entry.path())
+            && !gone(&e)
+        {
             tracing::warn!(path = %entry.path().display(), error = %e, "cannot delete a finished directory moved aside; the next run tries again");
         }
     }

@@ -106,30 +106,34 @@ fn retention_zero(root: &Path) -> SweepConfig {
 #[tokio::test]
 async fn a_finished_directory_is_deleted_through_the_trash_unless_it_holds_other_files() {
     let root = tempfile::tempdir().unwrap();
-    for t in ["t1", "t2"] {
+    for t in ["t1", "t2", "t3"] {
         task(root.path(), t);
         gone(root.path(), t);
     }
     std::fs::write(root.path().join("c/t2/heap.hprof"), "not a log").unwrap();
+    // A matching name that cannot be looked at (a link to itself: ELOOP).
+    let looped = root.path().join("c/t3/catalina.2026-11-24.log");
+    std::os::unix::fs::symlink(&looped, &looped).unwrap();
     let store = Shared::default();
     let report = sweep(&store, &retention_zero(root.path()), None)
         .await
         .unwrap();
-    assert_eq!((report.swept, report.deleted, report.failed), (2, 1, 0));
+    assert_eq!((report.swept, report.deleted, report.failed), (3, 1, 0));
     assert!(!root.path().join("c/t1").exists());
-    // Shipped, but kept for the file nobody ships.
+    // Shipped, but kept for the file nobody ships, and for the one unseen.
     assert!(root.path().join("c/t2/heap.hprof").exists());
-    assert_eq!(store.1.lock().unwrap().len(), 2);
+    assert!(looped.symlink_metadata().is_ok());
+    assert_eq!(store.1.lock().unwrap().len(), 3);
     let trash: Vec<_> = std::fs::read_dir(root.path().join(TRASH))
         .unwrap()
         .collect();
     assert!(trash.is_empty(), "{trash:?}");
     // What an interrupted deletion left in the trash goes at the next run.
-    std::fs::create_dir_all(root.path().join(TRASH).join("c.t9.1/x")).unwrap();
+    std::fs::create_dir_all(root.path().join(TRASH).join("c%2Ft9.0123/x")).unwrap();
     sweep(&store, &retention_zero(root.path()), None)
         .await
         .unwrap();
-    assert!(!root.path().join(TRASH).join("c.t9.1").exists());
+    assert!(!root.path().join(TRASH).join("c%2Ft9.0123").exists());
 }
 
 #[tokio::test]

@@ -195,18 +195,26 @@ async fn killed_task_then_sweep(name: &str, kill: Kill, seed: u64) {
         Kill::After(n) => wait_for_objects(&s, n).await,
         Kill::AnswerLost | Kill::Hung => {
             wait_for_objects(&s, 1).await;
-            let before = segment_keys(&s).await.len();
             proxy.set(if matches!(kill, Kill::Hung) {
                 Mode::Blackhole
             } else {
                 Mode::Swallow
             });
-            // Wait until the sidecar has recorded a segment it cannot finish.
+            // Wait until the sidecar has recorded a segment it cannot finish:
+            // once the proxy has lost an answer (or left a connection
+            // unanswered), the segment being sent stays in flight for good.
             let deadline = Instant::now() + Duration::from_secs(120);
             loop {
-                let recorded = in_flight(&s).is_some();
-                let stored = segment_keys(&s).await.len() > before;
-                if recorded && (matches!(kill, Kill::Hung) || stored) {
+                let lost = proxy.lost() > 0;
+                let recorded = lost.then(|| in_flight(&s)).flatten();
+                let stored = match recorded {
+                    Some(q) => segment_keys(&s)
+                        .await
+                        .iter()
+                        .any(|k| k.ends_with(&format!("/{q:015}.gz"))),
+                    None => false,
+                };
+                if recorded.is_some() && (matches!(kill, Kill::Hung) || stored) {
                     break;
                 }
                 assert!(
@@ -240,6 +248,9 @@ async fn killed_task_then_sweep(name: &str, kill: Kill, seed: u64) {
         "efs: kill {kill:?}: {written} bytes written, {} not in S3 at the kill (lost with an ephemeral volume), in flight {flying:?}",
         written - in_s3
     );
+    if matches!(kill, Kill::AnswerLost | Kill::Hung) {
+        assert!(flying.is_some(), "no segment in flight at the kill");
+    }
     let (report, log) = sweep(&s, &[]);
     assert_eq!(report["swept"], 1, "{report}\n{log}");
     if let Some(seq) = flying {

@@ -4,7 +4,7 @@
 use crate::moto::moto;
 use std::io::Read;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 /// What the proxy in front of moto does with a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -23,6 +23,9 @@ pub enum Mode {
 pub struct Proxy {
     pub addr: std::net::SocketAddr,
     mode: Arc<AtomicU8>,
+    /// Connections left unanswered, and reads of answers dropped: a test
+    /// knows an upload can no longer finish once either has happened.
+    lost: Arc<AtomicUsize>,
 }
 
 impl Proxy {
@@ -31,7 +34,8 @@ impl Proxy {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let mode = Arc::new(AtomicU8::new(Mode::Forward as u8));
-        let m = mode.clone();
+        let lost = Arc::new(AtomicUsize::new(0));
+        let (m, l) = (mode.clone(), lost.clone());
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(client) = conn else { continue };
@@ -41,6 +45,7 @@ impl Proxy {
                     continue;
                 }
                 if now == Mode::Blackhole as u8 {
+                    l.fetch_add(1, Ordering::SeqCst);
                     std::thread::spawn(move || {
                         let mut c = client;
                         let _ = std::io::copy(&mut c, &mut std::io::sink());
@@ -52,12 +57,17 @@ impl Proxy {
                 };
                 let (mut c2, mut s2) = (client.try_clone().unwrap(), server.try_clone().unwrap());
                 let (mut c1, mut s1) = (client, server);
-                let (up, down) = (m.clone(), m.clone());
-                std::thread::spawn(move || relay(&mut c1, &mut s1, &up, false));
-                std::thread::spawn(move || relay(&mut s2, &mut c2, &down, true));
+                let (up, down, dropped) = (m.clone(), m.clone(), l.clone());
+                std::thread::spawn(move || relay(&mut c1, &mut s1, &up, None));
+                std::thread::spawn(move || relay(&mut s2, &mut c2, &down, Some(&dropped)));
             }
         });
-        Proxy { addr, mode }
+        Proxy { addr, mode, lost }
+    }
+
+    /// How many connections were left unanswered or answers dropped so far.
+    pub fn lost(&self) -> usize {
+        self.lost.load(Ordering::SeqCst)
     }
 
     pub fn set(&self, mode: Mode) {
@@ -75,7 +85,7 @@ fn relay(
     from: &mut std::net::TcpStream,
     to: &mut std::net::TcpStream,
     mode: &AtomicU8,
-    answers: bool,
+    answers: Option<&AtomicUsize>,
 ) {
     use std::io::Write;
     let mut buf = vec![0u8; 64 * 1024];
@@ -88,7 +98,10 @@ fn relay(
         if now == Mode::Refuse as u8 {
             break;
         }
-        if answers && now == Mode::Swallow as u8 {
+        if let Some(dropped) = answers
+            && now == Mode::Swallow as u8
+        {
+            dropped.fetch_add(1, Ordering::SeqCst);
             continue;
         }
         if to.write_all(&buf[..n]).is_err() {

@@ -204,4 +204,14 @@ pub trait LogSink: Send + Sync {
         group: &str,
         stream: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The stream's events with a timestamp in `[from_ms, to_ms]` (both
+    /// included), oldest first, as `(timestamp, message)`: the read-back of
+    /// a batch whose outcome is unknown. Empty when the stream does not exist.
+    fn events_between(
+        &self,
+        group: &str,
+        stream: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> impl Future<Output = Result<Vec<(i64, String)>, PortError>> + Send;
 }

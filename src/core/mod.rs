@@ -9,3 +9,4 @@ pub mod ranges;
 pub mod segment;
 pub mod split;
 pub mod timestamp;
+pub mod verify;

@@ -30,7 +30,18 @@ pub struct Config {
     pub object_concurrency: usize,
     /// `PutLogEvents` calls in flight per invocation.
     pub put_concurrency: usize,
+    /// `LOGDROP_VISIBILITY_BOUND`: how long CloudWatch Logs may take to show
+    /// a stored event to `GetLogEvents`. A read-back that does not find a
+    /// batch is only believed this long after the last call that may have
+    /// stored it; before, the record fails and its redelivery reads again.
+    pub visibility_bound: Duration,
 }
+
+/// The default visibility bound: well above the second or two a stored event
+/// usually takes to show, and no longer than a lease's margin past the
+/// deadline, so an invocation taking over an expired lease may believe
+/// what it reads at once.
+pub const DEFAULT_VISIBILITY_BOUND: Duration = Duration::from_secs(60);
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
@@ -90,6 +101,7 @@ impl Config {
             max_event_bytes,
             object_concurrency: positive(env, "LOGDROP_OBJECT_CONCURRENCY", 4)?,
             put_concurrency: positive(env, "LOGDROP_PUT_CONCURRENCY", 8)?,
+            visibility_bound: env.duration("LOGDROP_VISIBILITY_BOUND", DEFAULT_VISIBILITY_BOUND)?,
         })
     }
 }
@@ -229,7 +241,8 @@ mod tests {
 
     #[test]
     fn each_bad_value_names_its_variable() {
-        let cases: [(&'static str, &'static str); 8] = [
+        let cases: [(&'static str, &'static str); 9] = [
+            ("LOGDROP_VISIBILITY_BOUND", "soon"),
             ("LOGDROP_TIMEZONE", "Mars/Olympus"),
             ("LOGDROP_RETENTION_DAYS", "2"),
             ("LOGDROP_CREATE_LOG_GROUP", "perhaps"),

@@ -16,6 +16,7 @@ pub mod pump;
 pub mod segment;
 pub mod sink;
 pub mod trigger;
+pub mod verify;
 
 pub use config::Config;
 pub use handler::{HandlerError, Response, Shipper};

@@ -1,19 +1,27 @@
 //! Stage 3 of an object: stream its body through the pipeline into
 //! CloudWatch Logs, one batch in flight. Progress is written every
 //! `PROGRESS_EVERY_BATCHES` batches only (the completion write records the
-//! rest), so a small object costs no progress write at all; a crash between
-//! two progress writes re-sends at most that many batches.
+//! rest), so a small object costs no progress write at all. What a crash
+//! leaves sent but unrecorded is not sent again blindly: the lease written
+//! before the first batch announces the chunk's range, and once it expires
+//! unreleased the range is unverified; the batches are rebuilt exactly as
+//! before from the recorded offset (same events, same cuts) and each one in
+//! it is read back from the stream before it is sent. One batch in flight,
+//! in file order, so the first batch not found ends the reading.
 
 use crate::core::batch::Batch;
+use crate::core::checkpoint::{Recorded, Unverified};
 use crate::core::events::Window;
 use crate::core::keys::ChunkKey;
-use crate::core::ranges::RangeSet;
+use crate::core::ranges::{RangeSet, overlaps};
+use crate::core::verify::{Decision, Known, Verdict};
 use crate::ports::{CheckpointStore, LogSink, Object, ObjectStore, PortError};
 use crate::shipper::Config;
 use crate::shipper::checkpoint::Checkpointer;
 use crate::shipper::outcome::{ObjectError, ShipReport};
 use crate::shipper::pipeline::{Corrupt, Pipeline};
-use crate::shipper::sink::{Delivered, Sender, Undelivered};
+use crate::shipper::sink::{Delivered, PutError, Sender, Undelivered};
+use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -35,6 +43,9 @@ pub struct Pumped {
     /// Source ranges stored by this invocation, whether recorded yet or not.
     pub delivered: RangeSet,
     pub report: ShipReport,
+    /// When a call of unknown outcome was left undecided (ms since the
+    /// epoch): the chunk's range is then unverified.
+    pub unverified_at: Option<i64>,
 }
 
 pub struct Pump<'r, O, C, L> {
@@ -75,6 +86,39 @@ struct Flow<'r> {
     spare: Option<Batch>,
     /// Batches delivered since the last progress write.
     unwritten: u32,
+    /// The chunk's events before the batch in hand that are in the stream
+    /// (shipped before, or handled by this pump): a read-back subtracts them.
+    /// Shared with the call in flight, which reads it only to read back.
+    known: Arc<Mutex<Known>>,
+    /// The unverified ranges overlapping the chunk, while batches in them
+    /// are still to be read back.
+    unverified: Vec<Unverified>,
+    unverified_at: Option<i64>,
+}
+
+fn lock(known: &Mutex<Known>) -> std::sync::MutexGuard<'_, Known> {
+    known.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Flow<'_> {
+    /// When the batch lies in an unverified range: the latest time a call
+    /// that may have stored it was made.
+    fn unverified_for(&self, batch: &Batch) -> Option<i64> {
+        (self.unverified.iter())
+            .filter(|u| batch.events().any(|e| overlaps(u.range, e.source)))
+            .map(|u| u.sent_before.timestamp_millis())
+            .max()
+    }
+
+    fn absorb_skipped(&self, pipeline: &mut Pipeline) {
+        let skipped = pipeline.take_skipped();
+        if !skipped.is_empty() {
+            let mut known = lock(&self.known);
+            for (t, d) in skipped {
+                known.add_digest(t, d);
+            }
+        }
+    }
 }
 
 impl<'r, O, C, L> Pump<'r, O, C, L>
@@ -84,15 +128,22 @@ where
     L: LogSink,
 {
     /// `prefetched`: the object, if it is open already (a segment's part, a
-    /// key resolved by opening it); `shipped`: the checkpoint's ranges of
+    /// key resolved by opening it); `recorded`: what the checkpoint held of
     /// this file when the lease was taken.
-    pub async fn run(&self, prefetched: Option<Object>, shipped: RangeSet) -> Pumped {
+    pub async fn run(&self, prefetched: Option<Object>, recorded: Recorded) -> Pumped {
+        let Recorded {
+            shipped,
+            unverified,
+        } = recorded;
         let mut flow = Flow {
             in_flight: None,
             delivered: RangeSet::default(),
             report: ShipReport::default(),
             spare: None,
             unwritten: 0,
+            known: Arc::default(),
+            unverified,
+            unverified_at: None,
         };
         let object = match self.open(prefetched).await {
             Ok(o) => o,
@@ -117,6 +168,14 @@ where
         let failure = self.drain(&mut flow, &mut pipeline, failure).await;
         flow.report.stats = pipeline.stats();
         flow.report.duplicates = pipeline.duplicates();
+        if flow.report.possible_duplicates > 0 {
+            tracing::warn!(
+                key = self.key_str,
+                stream = self.stream,
+                possible_duplicates = flow.report.possible_duplicates,
+                "events sent again after reading the stream back did not find them within the visibility bound: duplicates if CloudWatch Logs had stored them"
+            );
+        }
         match failure {
             Some(e) => flow.end(PumpEnd::Failed(e)),
             None => {
@@ -164,6 +223,7 @@ where
                 if let Some(b) = flow.spare.take() {
                     pipeline.recycle(b);
                 }
+                flow.absorb_skipped(pipeline);
                 self.send(flow, batch).await?;
             }
         }
@@ -184,6 +244,7 @@ where
         }
         if failure.is_none() || damaged {
             while let Ok(Some(batch)) = pipeline.next_batch() {
+                flow.absorb_skipped(pipeline);
                 if let Err(e) = self.send(flow, batch).await {
                     failure = failure.or(Some(e));
                     break;
@@ -212,6 +273,8 @@ where
             clamped_future = r.stats.clamped_future,
             outcome_unknown_calls = r.outcome_unknown_calls,
             possible_duplicates = r.possible_duplicates,
+            verified = r.verified,
+            readback_calls = r.readback_calls,
             "object shipped"
         );
     }
@@ -223,11 +286,21 @@ where
             });
         }
         self.wait(flow).await?;
-        let (sender, stream) = (self.sender, self.stream);
         // Retries end where the margin begins: it is kept for the checkpoint.
         let until = self.deadline_ms - self.margin_ms;
+        if let Some(sent_before) = flow.unverified_for(&batch)
+            && self.read_back(flow, &batch, sent_before, until).await?
+        {
+            let d = Delivered {
+                verified: batch.len() as u64,
+                stored: RangeSet::from(batch.events().map(|e| e.source).collect::<Vec<_>>()),
+                ..Delivered::default()
+            };
+            return self.settle(flow, Ok((d, batch))).await;
+        }
+        let (sender, stream, known) = (self.sender, self.stream, flow.known.clone());
         let mut call = async move {
-            match sender.deliver(stream, &batch, now_ms(), until).await {
+            match sender.deliver(stream, &batch, now_ms(), until, &known).await {
                 Ok(d) => Ok((d, batch)),
                 Err(u) => Err((u, batch)),
             }
@@ -239,6 +312,45 @@ where
             None => {
                 flow.in_flight = Some(call);
                 Ok(())
+            }
+        }
+    }
+
+    /// A batch in an unverified range, read back before it is sent:
+    /// `Ok(true)` when it is stored already. Once one is not found, the
+    /// ones after it were never sent (one batch in flight, in file order)
+    /// and are not read.
+    async fn read_back(
+        &self,
+        flow: &mut Flow<'r>,
+        batch: &Batch,
+        sent_before: i64,
+        until: i64,
+    ) -> Result<bool, ObjectError> {
+        let known = lock(&flow.known).clone();
+        let mut done = Delivered::default();
+        let checked = (self.sender)
+            .read_back(self.stream, batch, &known, sent_before, until, &mut done)
+            .await;
+        flow.report.readback_calls += done.reads;
+        flow.report.possible_duplicates += done.resent;
+        match checked.decision {
+            Decision::Stored => Ok(true),
+            Decision::Send => {
+                tracing::info!(key = self.key_str, stream = self.stream, verdict = ?checked.verdict, events = batch.len(), "an unverified batch is not in the stream; sending it");
+                if checked.verdict == Some(Verdict::Absent) {
+                    flow.unverified.clear();
+                }
+                Ok(false)
+            }
+            Decision::Undecided => {
+                let first = batch.events().map(|e| e.source.0).min().unwrap_or(self.key.start);
+                Err(ObjectError::Unverified {
+                    key: self.key_str.to_string(),
+                    start: first,
+                    end: self.key.end,
+                    read: checked.error,
+                })
             }
         }
     }
@@ -260,15 +372,24 @@ where
             Ok((d, b)) => (d, None, b),
             Err((u, b)) => (u.done, Some(u.error), b),
         };
+        if matches!(failure, Some(PutError::Unverified { .. })) {
+            flow.unverified_at = Some(now_ms());
+        }
         let r = &mut flow.report;
-        r.sent += batch
-            .events()
-            .filter(|e| d.stored.covers(e.source.0, e.source.1))
-            .count() as u64;
+        let mut known = lock(&flow.known);
+        let mut stored = 0u64;
+        for e in batch.events().filter(|e| d.stored.covers(e.source.0, e.source.1)) {
+            known.add(e.timestamp, e.message);
+            stored += 1;
+        }
+        drop(known);
+        r.sent += stored.saturating_sub(d.verified);
         r.put_calls += d.calls;
         r.restamped += d.restamped;
         r.outcome_unknown_calls += d.unknown_calls;
-        r.possible_duplicates += d.unknown_events;
+        r.possible_duplicates += d.resent;
+        r.verified += d.verified;
+        r.readback_calls += d.reads;
         flow.delivered.union(&d.stored);
         flow.spare = Some(batch);
         // Queued at once, so any later write of the document carries it.
@@ -303,6 +424,7 @@ impl Flow<'_> {
             end,
             delivered: self.delivered,
             report: self.report,
+            unverified_at: self.unverified_at,
         }
     }
 }

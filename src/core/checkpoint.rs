@@ -167,11 +167,15 @@ impl Checkpoint {
         }
     }
 
-    /// Marks `key`'s range unverified: a call of unknown outcome may have
-    /// stored events of it before `sent_before`.
-    pub fn mark_unverified(&mut self, key: &ChunkKey, sent_before: DateTime<Utc>) {
-        self.file_mut(key)
-            .add_unverified((key.start, key.end), sent_before);
+    /// Marks `range` of `key`'s file unverified: a call of unknown outcome
+    /// may have stored its events before `sent_before`.
+    pub fn mark_unverified(
+        &mut self,
+        key: &ChunkKey,
+        range: (u64, u64),
+        sent_before: DateTime<Utc>,
+    ) {
+        self.file_mut(key).add_unverified(range, sent_before);
     }
 
     pub fn try_lease(
@@ -223,7 +227,9 @@ impl Checkpoint {
         }
         // Verified (or sent) to the end: nothing left to read back.
         let done = &state.shipped;
-        state.unverified.retain(|u| !done.covers(u.range.0, u.range.1));
+        state
+            .unverified
+            .retain(|u| !done.covers(u.range.0, u.range.1));
         self.updated_at = now;
     }
 }
@@ -296,7 +302,11 @@ mod tests {
     #[test]
     fn golden_format_v2() {
         let mut c = example();
-        c.mark_unverified(&key(6_291_456, 7_340_032), at("2026-11-24T09:58:00Z"));
+        c.mark_unverified(
+            &key(0, 0),
+            (6_291_456, 7_340_032),
+            at("2026-11-24T09:58:00Z"),
+        );
         // The fixture is pretty-printed; what is written is the same
         // document without the whitespace.
         let golden = include_str!("../../tests/fixtures/checkpoint_v2.json");
@@ -309,9 +319,17 @@ mod tests {
         let v1 = include_str!("../../tests/fixtures/checkpoint_v1.json");
         let doc = Checkpoint::decode(v1.as_bytes()).unwrap();
         assert_eq!(doc, example());
-        assert!(doc.files.values().flat_map(|g| g.values()).all(|f| f.unverified.is_empty()));
+        assert!(
+            doc.files
+                .values()
+                .flat_map(|g| g.values())
+                .all(|f| f.unverified.is_empty())
+        );
         let written = String::from_utf8(doc.encode()).unwrap();
-        assert_eq!(written, compact(v1).replace("\"version\":1", "\"version\":2"));
+        assert_eq!(
+            written,
+            compact(v1).replace("\"version\":1", "\"version\":2")
+        );
     }
 
     #[test]
@@ -334,7 +352,12 @@ mod tests {
         // `a` died; `b` takes the range after the lease expired.
         let later = t1 + chrono::Duration::minutes(1);
         assert_eq!(
-            c.try_lease(&key(0, 100), "b", later, later + chrono::Duration::minutes(5)),
+            c.try_lease(
+                &key(0, 100),
+                "b",
+                later,
+                later + chrono::Duration::minutes(5)
+            ),
             LeaseOutcome::Taken
         );
         let seen = c.recorded(&key(0, 100));
@@ -347,13 +370,25 @@ mod tests {
             }]
         );
         // A released lease leaves nothing to verify.
-        c.record(&key(0, 100), &RangeSet::from(vec![(40, 70)]), Some("b"), later);
-        assert_eq!(c.recorded(&key(0, 100)).unverified.len(), 1, "70..100 still open");
-        c.mark_unverified(&key(0, 100), later);
+        c.record(
+            &key(0, 100),
+            &RangeSet::from(vec![(40, 70)]),
+            Some("b"),
+            later,
+        );
+        assert_eq!(
+            c.recorded(&key(0, 100)).unverified.len(),
+            1,
+            "70..100 still open"
+        );
+        c.mark_unverified(&key(0, 100), (0, 100), later);
         let u = &c.recorded(&key(0, 100)).unverified;
         assert_eq!(u.len(), 1, "one entry per range");
         assert_eq!(u[0].sent_before, later, "the later time is kept");
-        assert!(c.recorded(&key(100, 200)).unverified.is_empty(), "no overlap");
+        assert!(
+            c.recorded(&key(100, 200)).unverified.is_empty(),
+            "no overlap"
+        );
         c.record(&key(0, 100), &RangeSet::from(vec![(70, 100)]), None, later);
         assert!(c.file(&key(0, 0)).unwrap().unverified.is_empty());
     }

@@ -149,7 +149,12 @@ pub enum Decision {
 /// `verdict` is `None` when the stream could not be read. Nothing is sent
 /// again before `bound_ms` has passed since `sent_before_ms`, so a stored
 /// event slow to become visible is not taken for a missing one.
-pub fn decide(verdict: Option<Verdict>, now_ms: i64, sent_before_ms: i64, bound_ms: i64) -> Decision {
+pub fn decide(
+    verdict: Option<Verdict>,
+    now_ms: i64,
+    sent_before_ms: i64,
+    bound_ms: i64,
+) -> Decision {
     match verdict {
         Some(Verdict::Stored) => Decision::Stored,
         Some(Verdict::Absent | Verdict::Partial)
@@ -237,13 +242,20 @@ mod tests {
         assert_eq!(decide(Some(Verdict::Absent), 159, 100, 60), Undecided);
         assert_eq!(decide(Some(Verdict::Absent), 160, 100, 60), Send);
         assert_eq!(decide(Some(Verdict::Partial), 160, 100, 60), Send);
-        assert_eq!(decide(None, i64::MAX, 100, 60), Undecided, "unread: never sent");
+        assert_eq!(
+            decide(None, i64::MAX, 100, 60),
+            Undecided,
+            "unread: never sent"
+        );
         assert_eq!(decide(Some(Verdict::Absent), 100, 100, 0), Send);
     }
 
     #[test]
     fn window_spans_the_batch() {
-        assert_eq!(window([(5, "a"), (3, "b"), (9, "c")].into_iter()), Some((3, 9)));
+        assert_eq!(
+            window([(5, "a"), (3, "b"), (9, "c")].into_iter()),
+            Some((3, 9))
+        );
         assert_eq!(window(std::iter::empty()), None);
     }
 }

@@ -76,8 +76,11 @@ struct Unrecorded {
     key: ChunkKey,
     shipped: RangeSet,
     release: Option<String>,
-    unverified: Option<chrono::DateTime<chrono::Utc>>,
+    unverified: Option<Unsettled>,
 }
+
+/// A source range a call of unknown outcome may have stored, and when.
+pub type Unsettled = (chrono::DateTime<chrono::Utc>, (u64, u64));
 
 impl Unrecorded {
     fn shipped(key: &ChunkKey, shipped: RangeSet) -> Self {
@@ -141,8 +144,8 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
             let now = chrono::Utc::now();
             for u in &state.unrecorded {
                 doc.record(&u.key, &u.shipped, u.release.as_deref(), now);
-                if let Some(sent_before) = u.unverified {
-                    doc.mark_unverified(&u.key, sent_before);
+                if let Some((sent_before, range)) = u.unverified {
+                    doc.mark_unverified(&u.key, range, sent_before);
                 }
             }
             let (result, write) = intent(&mut doc);
@@ -218,13 +221,13 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
     /// its lease, written by the next write of the document (at the latest
     /// the invocation's `flush`), so objects of one task share one write.
     /// `unverified`: a call of unknown outcome, made before that time, may
-    /// have stored events of the chunk's range that are not recorded.
+    /// have stored the events of that range; they are not recorded.
     pub async fn queue_completion(
         &self,
         key: &ChunkKey,
         ranges: RangeSet,
         owner: &str,
-        unverified: Option<chrono::DateTime<chrono::Utc>>,
+        unverified: Option<Unsettled>,
     ) {
         self.state.lock().await.unrecorded.push(Unrecorded {
             key: key.clone(),

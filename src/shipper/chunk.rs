@@ -9,13 +9,13 @@ use crate::core::keys::{ChunkKey, TaskRef};
 use crate::core::ranges::RangeSet;
 use crate::ports::{CheckpointStore, LogSink, Object, ObjectStore, PortError};
 use crate::shipper::Config;
-use crate::shipper::checkpoint::Checkpointer;
+use crate::shipper::checkpoint::{Checkpointer, Unsettled};
 use crate::shipper::invocation::InvocationState;
 use crate::shipper::lease::{self, Found, Held};
 use crate::shipper::outcome::{ObjectError, ObjectOutcome, ShipReport};
 use crate::shipper::pump::{Pump, PumpEnd, Pumped};
 use crate::shipper::sink::Sender;
-use chrono::{DateTime, Utc};
+use chrono::DateTime;
 use futures::StreamExt;
 
 /// What the per-object work needs from the long-lived shipper.
@@ -67,8 +67,8 @@ pub struct Settlement {
     /// Ranges the completion write records as shipped.
     pub record: RangeSet,
     /// Set when a call of unknown outcome stayed undecided: the completion
-    /// write marks the chunk's range unverified, as of then.
-    pub unverified: Option<DateTime<Utc>>,
+    /// write marks its batch's range unverified, as of then.
+    pub unverified: Option<Unsettled>,
     pub result: Result<ObjectOutcome, ObjectError>,
 }
 
@@ -81,7 +81,8 @@ pub fn settle(key: &ChunkKey, name: &str, pumped: Pumped) -> Settlement {
         report,
         unverified_at,
     } = pumped;
-    let unverified = unverified_at.and_then(DateTime::from_timestamp_millis);
+    let unverified =
+        unverified_at.and_then(|(t, range)| Some((DateTime::from_timestamp_millis(t)?, range)));
     match end {
         PumpEnd::Complete => {
             // The whole range, blank lines and already shipped parts included.
@@ -190,7 +191,7 @@ async fn pump_all<O, C, L>(
     chunks: Vec<Chunk>,
     found: Vec<Found>,
     turns: Turns,
-) -> (Vec<(RangeSet, Option<DateTime<Utc>>)>, Tally)
+) -> (Vec<(RangeSet, Option<Unsettled>)>, Tally)
 where
     O: ObjectStore,
     C: CheckpointStore,

@@ -182,7 +182,10 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
             sender: &self.sender,
             config: &self.config,
         };
-        let before = (self.sender.unknown_outcomes().0, self.sender.possible_duplicates());
+        let before = (
+            self.sender.unknown_outcomes().0,
+            self.sender.possible_duplicates(),
+        );
         prelease::prelease(&trigger.records, &self.config, &state).await;
         let mut reports: Vec<RecordReport> =
             futures::stream::iter(trigger.records.iter().enumerate())
@@ -198,7 +201,10 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
                 fail_unrecorded(&mut reports, &doc, &e);
             }
         }
-        let after = (self.sender.unknown_outcomes().0, self.sender.possible_duplicates());
+        let after = (
+            self.sender.unknown_outcomes().0,
+            self.sender.possible_duplicates(),
+        );
         let (calls, events) = (after.0 - before.0, after.1 - before.1);
         log_done(&reports, trigger.kind, calls, events);
         answer(trigger.kind, reports)

@@ -151,7 +151,9 @@ impl ObjectError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ObjectError::LeaseHeld { .. } | ObjectError::Deadline { .. } => true,
-            ObjectError::Unverified { read, .. } => read.as_ref().is_none_or(PortError::is_retryable),
+            ObjectError::Unverified { read, .. } => {
+                read.as_ref().is_none_or(PortError::is_retryable)
+            }
             ObjectError::Corrupt { .. } | ObjectError::Segment { .. } => false,
             ObjectError::Read { source, .. } => source.is_retryable(),
             ObjectError::Put { source, .. } => source.is_retryable(),

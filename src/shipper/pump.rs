@@ -21,11 +21,11 @@ use crate::shipper::checkpoint::Checkpointer;
 use crate::shipper::outcome::{ObjectError, ShipReport};
 use crate::shipper::pipeline::{Corrupt, Pipeline};
 use crate::shipper::sink::{Delivered, PutError, Sender, Undelivered};
-use std::sync::{Arc, Mutex};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
+use std::sync::{Arc, Mutex};
 
 /// How the pump ended.
 #[derive(Debug)]
@@ -43,9 +43,10 @@ pub struct Pumped {
     /// Source ranges stored by this invocation, whether recorded yet or not.
     pub delivered: RangeSet,
     pub report: ShipReport,
-    /// When a call of unknown outcome was left undecided (ms since the
-    /// epoch): the chunk's range is then unverified.
-    pub unverified_at: Option<i64>,
+    /// A call of unknown outcome left undecided: when (ms since the epoch),
+    /// and the source range of its batch, which the checkpoint marks
+    /// unverified (the batches after it were never sent).
+    pub unverified_at: Option<(i64, (u64, u64))>,
 }
 
 pub struct Pump<'r, O, C, L> {
@@ -93,7 +94,7 @@ struct Flow<'r> {
     /// The unverified ranges overlapping the chunk, while batches in them
     /// are still to be read back.
     unverified: Vec<Unverified>,
-    unverified_at: Option<i64>,
+    unverified_at: Option<(i64, (u64, u64))>,
 }
 
 fn lock(known: &Mutex<Known>) -> std::sync::MutexGuard<'_, Known> {
@@ -300,7 +301,10 @@ where
         }
         let (sender, stream, known) = (self.sender, self.stream, flow.known.clone());
         let mut call = async move {
-            match sender.deliver(stream, &batch, now_ms(), until, &known).await {
+            match sender
+                .deliver(stream, &batch, now_ms(), until, &known)
+                .await
+            {
                 Ok(d) => Ok((d, batch)),
                 Err(u) => Err((u, batch)),
             }
@@ -344,7 +348,11 @@ where
                 Ok(false)
             }
             Decision::Undecided => {
-                let first = batch.events().map(|e| e.source.0).min().unwrap_or(self.key.start);
+                let first = batch
+                    .events()
+                    .map(|e| e.source.0)
+                    .min()
+                    .unwrap_or(self.key.start);
                 Err(ObjectError::Unverified {
                     key: self.key_str.to_string(),
                     start: first,
@@ -373,12 +381,17 @@ where
             Err((u, b)) => (u.done, Some(u.error), b),
         };
         if matches!(failure, Some(PutError::Unverified { .. })) {
-            flow.unverified_at = Some(now_ms());
+            let sources = batch.events().map(|e| e.source);
+            let span = sources.fold((u64::MAX, 0), |(a, b), (s, e)| (a.min(s), b.max(e)));
+            flow.unverified_at = Some((now_ms(), span));
         }
         let r = &mut flow.report;
         let mut known = lock(&flow.known);
         let mut stored = 0u64;
-        for e in batch.events().filter(|e| d.stored.covers(e.source.0, e.source.1)) {
+        for e in batch
+            .events()
+            .filter(|e| d.stored.covers(e.source.0, e.source.1))
+        {
             known.add(e.timestamp, e.message);
             stored += 1;
         }

@@ -357,7 +357,12 @@ impl<L: LogSink> Sender<L> {
         read: Option<PortError>,
         done: &Delivered,
     ) -> PutError {
-        tracing::warn!(group = self.group, stream, reads = done.reads, "PutLogEvents outcome still unknown after reading the stream back; not sending again: the retry reads again");
+        tracing::warn!(
+            group = self.group,
+            stream,
+            reads = done.reads,
+            "PutLogEvents outcome still unknown after reading the stream back; not sending again: the retry reads again"
+        );
         PutError::Unverified {
             group: self.group.clone(),
             stream: stream.to_string(),
@@ -456,7 +461,11 @@ mod tests {
         assert!(matches!(after_failure(&t, 5), Next::Retry(_)));
         assert_eq!(after_failure(&t, MAX_ATTEMPTS), Next::GiveUp);
         assert_eq!(after_failure(&u, 1), Next::ReadBack, "never sent blindly");
-        assert_eq!(after_failure(&u, MAX_ATTEMPTS), Next::ReadBack, "read even last");
+        assert_eq!(
+            after_failure(&u, MAX_ATTEMPTS),
+            Next::ReadBack,
+            "read even last"
+        );
         assert_eq!(after_failure(&p, 1), Next::GiveUp);
         let Next::Retry(long) = after_failure(&t, 5) else {
             panic!()

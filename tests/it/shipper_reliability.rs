@@ -155,6 +155,18 @@ impl LogSink for RejectingSink {
     async fn create_stream(&self, group: &str, stream: &str) -> Result<(), PortError> {
         self.inner.create_stream(group, stream).await
     }
+
+    async fn events_between(
+        &self,
+        group: &str,
+        stream: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, String)>, PortError> {
+        self.inner
+            .events_between(group, stream, from_ms, to_ms)
+            .await
+    }
 }
 
 #[tokio::test]
@@ -249,6 +261,18 @@ impl LogSink for SlowSink {
 
     async fn create_stream(&self, group: &str, stream: &str) -> Result<(), PortError> {
         self.inner.create_stream(group, stream).await
+    }
+
+    async fn events_between(
+        &self,
+        group: &str,
+        stream: &str,
+        from_ms: i64,
+        to_ms: i64,
+    ) -> Result<Vec<(i64, String)>, PortError> {
+        self.inner
+            .events_between(group, stream, from_ms, to_ms)
+            .await
     }
 }
 

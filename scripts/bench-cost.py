@@ -61,18 +61,22 @@ def client(service, endpoint):
 class Writer(threading.Thread):
     """Appends lines that carry their write time (ms) and a sequence number."""
 
-    def __init__(self, log_dir, rate):
+    def __init__(self, log_dir, rate, error_every=None):
         super().__init__(daemon=True)
+        # A SEVERE event (with a stack trace) every `error_every` seconds, for
+        # the early flush's lag and cost; None writes none.
+        self.error_every = error_every
         day = dt.datetime.now(dt.timezone.utc).date().isoformat()
         self.access = os.path.join(log_dir, f"localhost_access_log.{day}.txt")
         self.juli = os.path.join(log_dir, f"catalina.{day}.log")
-        self.rate, self.stop, self.written = rate, threading.Event(), {"access": 0, "juli": 0}
+        self.rate, self.stop, self.written = rate, threading.Event(), {"access": 0, "juli": 0, "error": 0}
 
     def run(self):
         tick = 1.0 if self.rate <= 10 else 0.1
         per_tick = max(1, round(self.rate * tick))
         start = time.time()
         next_juli, n = start + 1.5, 0
+        next_error = start + 2.5 if self.error_every else float("inf")
         with open(self.access, "ab", buffering=0) as a, open(self.juli, "ab", buffering=0) as j:
             while not self.stop.is_set():
                 now = time.time()
@@ -91,6 +95,13 @@ class Writer(threading.Thread):
                              f"INFO [main] org.example.Bench.tick s={seq}&t={ms}\n").encode())
                     self.written["juli"] += 1
                     next_juli += 60
+                while now >= next_error:
+                    seq = self.written["error"]
+                    j.write((f"{u.day:02d}-{MONTHS[u.month - 1]}-{u.year} {u:%H:%M:%S}.{u.microsecond // 1000:03d} "
+                             f"SEVERE [main] org.example.Bench.fail e={seq}&t={ms}\n"
+                             f"\tat org.example.Bench.fail(Bench.java:{seq})\n").encode())
+                    self.written["error"] += 1
+                    next_error += self.error_every
                 n += 1
                 self.stop.wait(max(0.0, start + n * tick - time.time()))
 
@@ -170,7 +181,7 @@ def startup_ms(env, work):
     return statistics.median(runs)
 
 
-def run_cell(i, rate, flush, args, moto, urls, recorder):
+def run_cell(i, rate, flush, args, moto, urls, recorder, error_every=None):
     name = f"cost{i}-{os.getpid()}"
     s3, sqs, logs = client("s3", moto), client("sqs", urls["esm"]), client("logs", moto)
     s3.create_bucket(Bucket=name)
@@ -203,7 +214,7 @@ def run_cell(i, rate, flush, args, moto, urls, recorder):
             sidecar_env["LOGDROP_FLUSH_INTERVAL"] = flush
         poller = Poller(sqs, q, work, shipper_env)
         poller.start()
-        writer = Writer(log_dir, rate)
+        writer = Writer(log_dir, rate, error_every)
         sidecar = subprocess.Popen([SIDECAR], env=sidecar_env,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         writer.start()
@@ -224,7 +235,7 @@ def run_cell(i, rate, flush, args, moto, urls, recorder):
             stopped = time.time()
             sidecar.send_signal(signal.SIGTERM)
             sidecar.wait(timeout=120)
-            want = writer.written["access"] + writer.written["juli"]
+            want = sum(writer.written.values())
             deadline = time.time() + 300
             while len(got := events(logs, group)) < want and time.time() < deadline:
                 time.sleep(3)
@@ -272,24 +283,25 @@ def summarise(rate, flush, recs, poller, writer, got, boot_ms, started, stopped)
     cost = {"s3": s3_put * PRICE["s3_put"] + s3_get * PRICE["s3_get"], "sqs": sqs * PRICE["sqs"],
             "lambda": lam_n * PRICE["lambda_req"] + billed_ms * scale / 1000 * LAMBDA_GB * PRICE["lambda_gb_s"],
             "dynamodb": wru * PRICE["ddb_wru"] + rru * PRICE["ddb_rru"]}
-    lags, seen = [], {}
+    lags, error_lags, seen = [], [], {}
     for e in got:
         msg = e["message"]
-        seq, t = msg.rsplit("s=", 1)[1].split(" ")[0].split("&t=")
-        kind = "access" if "GET /shop" in msg else "juli"
+        kind = "access" if "GET /shop" in msg else "error" if "SEVERE" in msg else "juli"
+        seq, t = msg.rsplit("e=" if kind == "error" else "s=", 1)[1].split()[0].split("&t=")
         seen[(kind, seq)] = seen.get((kind, seq), 0) + 1
         if t0 < int(t) / 1000 <= t1:
-            lags.append((e["ingestionTime"] - int(t)) / 1000)
-    want = {("access", str(s)) for s in range(writer.written["access"])} | {
-        ("juli", str(s)) for s in range(writer.written["juli"])}
+            (error_lags if kind == "error" else lags).append((e["ingestionTime"] - int(t)) / 1000)
+    want = {(k, str(s)) for k, n in writer.written.items() for s in range(n)}
     exact = set(seen) == want and all(n == 1 for n in seen.values())
     lags.sort()
-    q = lambda p: lags[min(len(lags) - 1, int(p * len(lags)))] if lags else float("nan")
+    error_lags.sort()
+    q = lambda p, xs=lags: xs[min(len(xs) - 1, int(p * len(xs)))] if xs else float("nan")
     ingest_gb = sum(len(e["message"].encode()) + 26 for e in got) / (stopped - started) * MONTH_S / 1e9
     return {"rate": rate, "flush": flush, "window_s": round(t1 - t0, 1), "objects_per_min": objects / 43200,
             "s3_put_per_obj": s3_put / objects if objects else 0, "s3_get_per_obj": s3_get / objects if objects else 0,
             "cp_put_per_obj": cp_put / objects if objects else 0, "invocations_per_min": lam_n / 43200,
             "cost": cost, "total": sum(cost.values()), "p50": q(0.5), "p99": q(0.99), "max": lags[-1] if lags else 0,
+            "errors": writer.error_every, "error_p50": q(0.5, error_lags), "error_max": error_lags[-1] if error_lags else 0,
             "exact": exact, "failures": poller.failures, "lines": sum(writer.written.values()),
             "ingest_cost": ingest_gb * PRICE["logs_gb"], "startup_ms": boot_ms,
             "requests": {k: round(v * scale) for k, v in tally(inside).items()}}
@@ -309,7 +321,8 @@ def fmt_row(c):
             f"({c['cp_put_per_obj']:.2f}) | {c['s3_get_per_obj']:.2f} | {c['invocations_per_min']:.1f} | "
             f"{k['s3']:.2f} | {k['sqs']:.2f} | {k['lambda']:.2f} | {k['dynamodb']:.2f} | **{c['total']:.2f}** | "
             f"{c['p50']:.1f} | {c['p99']:.1f} | {c['max']:.1f} | {'yes' if c['exact'] else '**NO**'} | "
-            f"{c['window_s']:.0f} | {c['ingest_cost']:.2f} |")
+            f"{c['window_s']:.0f} | {c['ingest_cost']:.2f} | {c['errors'] or '-'} | "
+            f"{c['error_p50']:.1f} | {c['error_max']:.1f} |")
 
 
 def report(cells, args, out):
@@ -319,8 +332,8 @@ def report(cells, args, out):
              "(30 days) at us-east-1 list prices; lag from a line's write to its CloudWatch ingestion.", "",
              "| lines/s | flush | objects/min | S3 PUT/obj (checkpoint) | S3 GET/obj | invocations/min | S3 | SQS "
              "| Lambda | DynamoDB | total | p50 lag s | p99 lag s | max lag s | exactly once | window s "
-             "| CW ingestion (not in total) |",
-             "|" + "---|" * 17]
+             "| CW ingestion (not in total) | an error every (s) | error p50 lag s | error max lag s |",
+             "|" + "---|" * 20]
     lines += [fmt_row(c) for c in cells]
     lines += ["", "Requests per task-month in the counting window, by caller:", ""]
     keys = sorted({k for c in cells for k in c["requests"]})
@@ -341,14 +354,51 @@ def report(cells, args, out):
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)
     out.with_suffix(".json").write_text(json.dumps(cells, indent=1))
+    draw(cells, out.with_suffix(".png"))
     print(text)
+
+
+def seconds(flush):
+    return 60.0 if flush == "default" else float(flush.rstrip("s"))
+
+
+def draw(cells, path):
+    """The cost-versus-lag picture: one point per flush interval (cells
+    without errors), cost per task-month against p50 and p99 lag, so a flush
+    interval is picked by looking; cells with errors show the error lag."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
+    plain = sorted((c for c in cells if not c.get("errors")), key=lambda c: seconds(c["flush"]))
+    if plain:
+        cost = [c["total"] for c in plain]
+        ax.plot(cost, [c["p99"] for c in plain], "o-", label="p99 lag")
+        ax.plot(cost, [c["p50"] for c in plain], "s--", label="p50 lag")
+        for c in plain:
+            ax.annotate(f"flush {seconds(c['flush']):g} s, {c['rate']} lines/s", (c["total"], c["p99"]),
+                        textcoords="offset points", xytext=(6, 4), fontsize=8)
+    for c in (c for c in cells if c.get("errors")):
+        ax.plot([c["total"]], [c["error_max"]], "r^")
+        ax.annotate(f"an error every {c['errors']:g} s: max error lag", (c["total"], c["error_max"]),
+                    textcoords="offset points", xytext=(6, -10), fontsize=8, color="red")
+    ax.set_xlabel("AWS requests, USD per task-month")
+    ax.set_ylabel("lag from a line's write to CloudWatch Logs (s)")
+    ax.set_title("logdrop: cost against lag by flush interval (make bench-cost)")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cells", default=os.environ.get(
         "BENCH_COST_CELLS", "1:default,1:5s,1:15s,1:30s,1:60s,1:120s,10:default,100:default"),
-        help="comma-separated RATE:FLUSH (FLUSH `default` leaves LOGDROP_FLUSH_INTERVAL unset)")
+        help="comma-separated RATE:FLUSH[:ERROR_EVERY] (FLUSH `default` leaves LOGDROP_FLUSH_INTERVAL unset; "
+             "ERROR_EVERY seconds between SEVERE events, whose lag is reported apart)")
     p.add_argument("--scale", type=float, default=float(os.environ.get("BENCH_COST_SCALE", "1")),
                    help="shortens (<1) or lengthens every cell; 1 takes about 25 minutes in all")
     p.add_argument("--dynamodb", action="store_true", default=bool(os.environ.get("BENCH_COST_DYNAMODB")),
@@ -364,9 +414,10 @@ def main():
     urls = proxy.start(moto, ["sidecar", "shipper", "esm"], recorder)
     cells = []
     for i, cell in enumerate(args.cells.split(",")):
-        rate, flush = cell.split(":")
-        print(f"== cell {i + 1}: {rate} lines/s, flush {flush}", flush=True)
-        c = run_cell(i, float(rate) if "." in rate else int(rate), flush, args, moto, urls, recorder)
+        rate, flush, *errors = cell.split(":")
+        every = float(errors[0]) if errors else None
+        print(f"== cell {i + 1}: {rate} lines/s, flush {flush}, an error every {every} s", flush=True)
+        c = run_cell(i, float(rate) if "." in rate else int(rate), flush, args, moto, urls, recorder, every)
         print("  " + fmt_row(c), flush=True)
         cells.append(c)
     report(cells, args, args.out)

@@ -56,6 +56,9 @@ mb=${SIDECAR_MB:-100}
 mkdir -p "$work/logs"
 file="$work/logs/localhost_access_log.2026-11-24.txt"
 $gen access "${mb}M" "$file" 2>/dev/null
+# The bucket, also when the shipper's part (which creates it) is skipped with SHIPPER_SIZES=" ".
+echo >"$work/empty"
+$py scripts/local_aws.py --endpoint "$AWS_ENDPOINT_URL" put --bucket bench --key bench-ready --file "$work/empty"
 report ""
 report "## $sidecar --once on ${mb} MiB of access log to local S3, against GNU gzip -c on the same file"
 report "| level | gzip -c CPU s | sidecar CPU s | ratio | sidecar peak RSS | chunks |"
@@ -72,6 +75,22 @@ import boto3,sys
 s3=boto3.client('s3',endpoint_url='$AWS_ENDPOINT_URL',region_name='us-east-1',aws_access_key_id='testing',aws_secret_access_key='testing')
 print(s3.list_objects_v2(Bucket='bench',Prefix='logs/bench-l$level/')['KeyCount'])")
   $py -c "g=$gu+$gs; s=$su+$ss; print(f'| {$level} | {g:.2f} | {s:.2f} | {s/g:.2f}x | {$rss/1024:.1f} MiB | $chunks |')" | tee -a "$out"
+done
+
+# --- sweeper (EFS drops) against sidecar --once, same file, same build kind --
+mkdir -p "$work/efs/bench-sweep/t" "$work/once"
+ln "$file" "$work/efs/bench-sweep/t/" && ln "$file" "$work/once/"
+report ""
+report "## sweeper --root (a directory with no owner) against sidecar --once, ${mb} MiB of access log, level 1, release builds"
+report "| binary | wall s | CPU s | MB/s (wall) | peak RSS |"
+report "|---|---|---|---|---|"
+LOGDROP_BUCKET=bench LOGDROP_LOG_DIR="$work/once" LOGDROP_CLUSTER=bench-once LOGDROP_TASK_ID=t RUST_LOG=warn \
+  /usr/bin/time -f "%e %U %S %M" -o "$work/t1" target/release/sidecar --once
+LOGDROP_BUCKET=bench LOGDROP_OWNER_STALE=0s RUST_LOG=warn \
+  /usr/bin/time -f "%e %U %S %M" -o "$work/t2" target/release/sweeper --root "$work/efs" >/dev/null
+for t in "sidecar --once:$work/t1" "sweeper:$work/t2"; do
+  read -r wall u s rss <"${t#*:}"
+  $py -c "print(f'| ${t%%:*} | {$wall:.2f} | {$u+$s:.2f} | {$mb*1.048576/$wall:.0f} | {$rss/1024:.1f} MiB |')" | tee -a "$out"
 done
 
 idle=${IDLE_SECONDS:-60}

@@ -313,8 +313,16 @@ class Stack:
                     client(self.endpoint, "sqs").set_queue_attributes(
                         QueueUrl=url, Attributes={"Policy": json.dumps(props["PolicyDocument"])})
             elif res["Type"] == "AWS::CloudWatch::Alarm":
-                for key, kind in (("Threshold", float), ("Period", int), ("EvaluationPeriods", int)):
-                    props[key] = kind(props[key])
+                numbers = (("Threshold", float), ("Period", int), ("EvaluationPeriods", int),
+                           ("DatapointsToAlarm", int))
+                for key, kind in numbers:
+                    if key in props:
+                        props[key] = kind(props[key])
+                # A metric-math alarm: each query's period is a number too.
+                for m in props.get("Metrics", []):
+                    for holder in (m, m.get("MetricStat", {})):
+                        if "Period" in holder:
+                            holder["Period"] = int(holder["Period"])
                 client(self.endpoint, "cloudwatch").put_metric_alarm(AlarmName=f"{self.name}-{logical}", **props)
 
 

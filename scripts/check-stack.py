@@ -35,6 +35,8 @@ from cfn_local import ROOT, Failure, client, deploy, fail, policy_document, run,
 
 TEMPLATE = os.path.join(ROOT, "template.yaml")
 TASK_TEMPLATE = os.path.join(ROOT, "examples/ecs-task.yaml")
+ALARMS = ("DeadLetterAlarm", "QueueAgeAlarm", "FailedRecordsAlarm", "RejectedEventsAlarm", "LagAlarm",
+          "SidecarStalledAlarm")
 
 
 def expect(what, got, want):
@@ -191,8 +193,24 @@ def check_logdrop(stack, pre_existing_retention):
 
     cw = client(ep, "cloudwatch")
     alarms = cw.describe_alarms(AlarmNamePrefix=f"{name}-")["MetricAlarms"]
+    expect(f"{name}: alarms", sorted(a["AlarmName"][len(name) + 1:] for a in alarms), sorted(ALARMS))
+    function = stack.physical["ShipperFunction"]
     dims = sorted(d["Value"] for a in alarms for d in a["Dimensions"])
-    expect(f"{name}: alarms' queues", dims, sorted([queue_arn.split(":")[-1], dlq_arn.split(":")[-1]]))
+    expect(f"{name}: alarms' queues and function", dims,
+           sorted([queue_arn.split(":")[-1], dlq_arn.split(":")[-1], function]))
+    # The metric-math alarms name the function in each query (or every cluster).
+    for a in alarms:
+        for m in a.get("Metrics", []):
+            metric = m.get("MetricStat", {}).get("Metric")
+            if metric:
+                expect(f"{name}: {a['AlarmName']} {m['Id']}", (metric["Namespace"], metric["Dimensions"]),
+                       ("logdrop", [{"Name": "Function", "Value": function}]))
+    board = json.loads(cw.get_dashboard(DashboardName=f"{name}-logdrop")["DashboardBody"])
+    named = json.dumps(board)
+    expect(f"{name}: dashboard widgets", len(board["widgets"]), 6)
+    for want in (function, queue_arn.split(":")[-1], dlq_arn.split(":")[-1]):
+        if want not in named:
+            fail(f"{name}: the dashboard does not name {want}")
 
 
 def check_task_stack(stack, logdrop):

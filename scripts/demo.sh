@@ -40,3 +40,23 @@ for event in events/s3-put.json events/sqs-batch.json events/eventbridge-object-
 done
 echo "== 8. what CloudWatch Logs now holds"
 $py show --group "$LOGDROP_LOG_GROUP"
+echo "== 9. EFS drops: a task writing to $work/efs is killed without warning (SIGKILL, no grace)"
+efs_task=5e1dcafe0001demo
+mkdir -p "$work/efs/demo/$efs_task"
+env -u LOGDROP_LOG_DIR LOGDROP_EFS_ROOT="$work/efs" LOGDROP_TASK_ID=$efs_task LOGDROP_FLUSH_INTERVAL=1h \
+  target/release/sidecar >"$work/sidecar-efs.log" 2>&1 &
+sidecar=$!
+for i in 1 2 3; do
+  printf '%s.00%s INFO [main] demo.Last line %s before the kill\n' "$(LC_ALL=C date -u '+%d-%b-%Y %H:%M:%S')" "$i" "$i" \
+    >>"$work/efs/demo/$efs_task/catalina.$(date -u +%F).log"
+done
+sleep 1
+kill -KILL $sidecar; wait $sidecar 2>/dev/null || true
+echo "   objects of task $efs_task in S3 after the kill: $($py count --bucket "$LOGDROP_BUCKET" --prefix "logs/demo/$efs_task/")"
+echo "== 10. the sweeper (a scheduled Lambda in AWS) ships the directory no live sidecar owns"
+# In AWS the owner goes stale after 30 s, and the files have been quiet for longer than the
+# hold time-out by then; the demo says both at once.
+env -u LOGDROP_LOG_DIR LOGDROP_OWNER_STALE=0s LOGDROP_HOLD_TIMEOUT=0s RUST_LOG=warn target/release/sweeper --root "$work/efs" \
+  | tr -d '\n ' | cut -c1-120
+target/release/shipper poll --queue-url "$queue" --until-empty --wait-seconds 2 2>>"$work/shipper.log"
+$py show --group "$LOGDROP_LOG_GROUP" --task $efs_task --tail 3

@@ -110,11 +110,19 @@ def write_slowly(args):
         print(f"wrote {len(data)} bytes to {name}")
 
 
+def count(args):
+    s3 = client("s3", args.endpoint)
+    page = s3.list_objects_v2(Bucket=args.bucket, Prefix=args.prefix)
+    print(page.get("KeyCount", 0))
+
+
 def show(args):
     logs = client("logs", args.endpoint)
     streams = logs.describe_log_streams(logGroupName=args.group)["logStreams"]
     for s in streams:
         name = s["logStreamName"]
+        if args.task and not name.endswith("/" + args.task):
+            continue
         events, token = [], None
         while True:
             kw = {"nextToken": token} if token else {}
@@ -124,12 +132,15 @@ def show(args):
             events += page["events"]
             token = page["nextForwardToken"]
         print(f"\n== {args.group} / {name}: {len(events)} events")
-        for e in events[: args.head]:
+        shown = events[-args.tail:] if args.tail else events[: args.head]
+        if args.tail and len(events) > args.tail:
+            print(f"  ... {len(events) - args.tail} earlier, then the last {args.tail}:")
+        for e in shown:
             when = dt.datetime.fromtimestamp(e["timestamp"] / 1000, dt.timezone.utc).isoformat(timespec="milliseconds")
             first, _, rest = e["message"].partition("\n")
             more = f"   (+{rest.count(chr(10)) + 1} more lines)" if rest else ""
             print(f"  {when}  {first[:110]}{more}")
-        if len(events) > args.head:
+        if not args.tail and len(events) > args.head:
             print(f"  ... {len(events) - args.head} more")
 
 
@@ -155,12 +166,18 @@ def main():
     w = sub.add_parser("write-slowly")
     w.add_argument("--objects", required=True)
     w.add_argument("--dir", required=True)
+    c = sub.add_parser("count")
+    c.add_argument("--bucket", required=True)
+    c.add_argument("--prefix", required=True)
     s = sub.add_parser("show")
     s.add_argument("--group", required=True)
     s.add_argument("--head", type=int, default=4)
+    s.add_argument("--tail", type=int, default=0, help="show the last N events instead")
+    s.add_argument("--task", help="only the streams of this task id")
     args = p.parse_args()
     return {"upload": upload, "put": put, "show": show, "notify": notify,
-     "write-slowly": write_slowly, "queue-url": queue_url, "renotify": renotify}[args.cmd](args)
+     "write-slowly": write_slowly, "queue-url": queue_url, "renotify": renotify,
+     "count": count}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,15 @@ impl Env {
             .collect())
     }
 
+    /// The same environment without `vars`.
+    pub fn without(&self, vars: &[&str]) -> Env {
+        let mut map = self.0.clone();
+        for v in vars {
+            map.remove(*v);
+        }
+        Env(map)
+    }
+
     /// A set, non-empty value.
     pub fn get(&self, var: &'static str) -> Option<&str> {
         self.0.get(var).map(|s| s.trim()).filter(|s| !s.is_empty())

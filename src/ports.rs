@@ -215,3 +215,69 @@ pub trait LogSink: Send + Sync {
         to_ms: i64,
     ) -> impl Future<Output = Result<Vec<(i64, String)>, PortError>> + Send;
 }
+
+/// An object as a bucket listing shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    pub size: u64,
+    /// Upload time, milliseconds since the epoch.
+    pub last_modified_ms: i64,
+}
+
+/// One page of a listing, and the token of the next page if there is one.
+#[derive(Debug, Clone, Default)]
+pub struct ListPage {
+    pub objects: Vec<Listed>,
+    pub next: Option<String>,
+}
+
+/// When a lifecycle rule deletes the objects it applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExpiryAfter {
+    /// This many days after upload, rounded up to the next midnight UTC.
+    Days(u32),
+    /// At this time (milliseconds since the epoch), whatever their age.
+    Date(i64),
+}
+
+/// A lifecycle rule that deletes current objects, reduced to what can be
+/// checked from a listing: prefix and object size. A rule that also filters
+/// on tags is assumed to apply (reading tags costs a request per object, and
+/// a needless warning is better than a missed one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiryRule {
+    /// The rule applies to keys starting with this (`""`: every key).
+    pub prefix: String,
+    /// Exclusive bounds on the object's size in bytes, as S3 states them.
+    pub size_greater_than: Option<u64>,
+    pub size_less_than: Option<u64>,
+    pub after: ExpiryAfter,
+}
+
+/// What the audit reads of a bucket without reading whole objects: its keys
+/// under a prefix, its expiry rules, and the first bytes of an object.
+pub trait BucketIndex: Send + Sync {
+    /// One page (up to 1,000 keys, one request) of the keys under `prefix`,
+    /// in key order, starting after the page `token` ended.
+    fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<String>,
+    ) -> impl Future<Output = Result<ListPage, PortError>> + Send;
+    /// The bucket's enabled rules that expire current objects; none when it
+    /// has no lifecycle configuration.
+    fn expiry_rules(
+        &self,
+        bucket: &str,
+    ) -> impl Future<Output = Result<Vec<ExpiryRule>, PortError>> + Send;
+    /// Bytes `[start, start + len)` of an object (fewer at its end): one ranged GET.
+    fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> impl Future<Output = Result<Bytes, PortError>> + Send;
+}

@@ -1,10 +1,16 @@
-//! S3 adapter: chunk objects (streamed) and checkpoint documents (conditional writes).
+//! S3 adapter: chunk objects (streamed), checkpoint documents (conditional
+//! writes), and the audit's view of a bucket (listing, lifecycle, ranged reads).
 
 use crate::aws::retry::port_error;
 use crate::core::keys::{LAYOUT_VERSION, VERSION_METADATA};
-use crate::ports::{CheckpointStore, Failure, Object, ObjectStore, PortError, Precondition};
+use crate::ports::{
+    BucketIndex, CheckpointStore, ExpiryAfter, ExpiryRule, Failure, ListPage, Listed, Object,
+    ObjectStore, PortError, Precondition,
+};
 use aws_sdk_s3::Client;
+use aws_sdk_s3::error::ProvideErrorMetadata;
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{ExpirationStatus, LifecycleRule};
 
 #[derive(Clone)]
 pub struct S3 {
@@ -124,6 +130,116 @@ impl CheckpointStore for S3 {
         let out = req.send().await.map_err(port_error)?;
         Ok(out.e_tag().unwrap_or_default().to_string())
     }
+}
+
+impl BucketIndex for S3 {
+    async fn list(
+        &self,
+        bucket: &str,
+        prefix: &str,
+        token: Option<String>,
+    ) -> Result<ListPage, PortError> {
+        let out = self
+            .client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(port_error)?;
+        let objects = out
+            .contents()
+            .iter()
+            .filter_map(|o| {
+                Some(Listed {
+                    key: o.key()?.to_string(),
+                    size: o.size().and_then(|s| u64::try_from(s).ok()).unwrap_or(0),
+                    last_modified_ms: o.last_modified().and_then(|t| t.to_millis().ok())?,
+                })
+            })
+            .collect();
+        let next = out
+            .is_truncated()
+            .unwrap_or(false)
+            .then(|| out.next_continuation_token().map(str::to_string))
+            .flatten();
+        Ok(ListPage { objects, next })
+    }
+
+    async fn expiry_rules(&self, bucket: &str) -> Result<Vec<ExpiryRule>, PortError> {
+        let out = match self
+            .client
+            .get_bucket_lifecycle_configuration()
+            .bucket(bucket)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            // No configuration at all: nothing ever expires.
+            Err(e) if e.code() == Some("NoSuchLifecycleConfiguration") => return Ok(Vec::new()),
+            Err(e) => return Err(port_error(e)),
+        };
+        Ok(out.rules().iter().filter_map(expiry_rule).collect())
+    }
+
+    async fn read_range(
+        &self,
+        bucket: &str,
+        key: &str,
+        start: u64,
+        len: u64,
+    ) -> Result<bytes::Bytes, PortError> {
+        let last = start + len.max(1) - 1;
+        let out = self
+            .client
+            .get_object()
+            .bucket(bucket)
+            .key(key)
+            .range(format!("bytes={start}-{last}"))
+            .send()
+            .await
+            .map_err(port_error)?;
+        let body = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| PortError::Transient(Failure::new(format!("reading {key}"), e)))?;
+        Ok(body.into_bytes())
+    }
+}
+
+/// An enabled rule that expires current objects, as far as a listing can
+/// check it; `None` for disabled rules and rules that only transition, clean
+/// up old versions or abort uploads.
+fn expiry_rule(rule: &LifecycleRule) -> Option<ExpiryRule> {
+    if *rule.status() != ExpirationStatus::Enabled {
+        return None;
+    }
+    let exp = rule.expiration()?;
+    let after = match (exp.days(), exp.date()) {
+        (Some(d), _) => ExpiryAfter::Days(u32::try_from(d).ok()?),
+        (None, Some(t)) => ExpiryAfter::Date(t.to_millis().ok()?),
+        (None, None) => return None,
+    };
+    let size = |s: Option<i64>| s.and_then(|s| u64::try_from(s).ok());
+    let filter = rule.filter();
+    let and = filter.and_then(|f| f.and());
+    // Deprecated, but rules written before filters existed still carry it.
+    #[allow(deprecated)]
+    let legacy = rule.prefix();
+    let prefix = (filter.and_then(|f| f.prefix()))
+        .or_else(|| and.and_then(|a| a.prefix()))
+        .or(legacy)
+        .unwrap_or_default();
+    Some(ExpiryRule {
+        prefix: prefix.to_string(),
+        size_greater_than: size(filter.and_then(|f| f.object_size_greater_than()))
+            .or_else(|| size(and.and_then(|a| a.object_size_greater_than()))),
+        size_less_than: size(filter.and_then(|f| f.object_size_less_than()))
+            .or_else(|| size(and.and_then(|a| a.object_size_less_than()))),
+        after,
+    })
 }
 
 #[cfg(test)]

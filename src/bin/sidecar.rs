@@ -38,7 +38,7 @@ async fn run() -> ExitCode {
         }
     };
     let env = Env::from_process();
-    let config = match Config::from_env(&env) {
+    let mut config = match Config::from_env(&env) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("sidecar: configuration error: {e}");
@@ -54,6 +54,7 @@ async fn run() -> ExitCode {
                 return ExitCode::from(2);
             }
         };
+    config.on_efs(&cluster, &task_id);
     // Signals are caught from the start, so a stop during start-up is not lost.
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
@@ -73,6 +74,8 @@ async fn run() -> ExitCode {
         Ok(s) => s,
         Err(e) => return fail(&e),
     };
+    // Beside the JSON lines; the task's log driver makes them metrics.
+    sidecar.set_metrics(logdrop::telemetry::Output::Stdout);
     if once {
         sidecar.set_max_attempts(ONCE_ATTEMPTS);
         let result = sidecar.once().await;

@@ -9,4 +9,5 @@ pub mod ranges;
 pub mod segment;
 pub mod split;
 pub mod timestamp;
+pub mod urgent;
 pub mod verify;

@@ -57,6 +57,26 @@ impl RangeSet {
         self.0.get(i).is_some_and(|&(a, b)| a <= start && end <= b)
     }
 
+    /// The parts of `[start, end)` not in the set, in order.
+    pub fn missing(&self, start: u64, end: u64) -> Vec<(u64, u64)> {
+        let mut out = Vec::new();
+        let mut at = start;
+        let first = self.0.partition_point(|&(_, e)| e <= start);
+        for &(a, b) in &self.0[first..] {
+            if a >= end {
+                break;
+            }
+            if a > at {
+                out.push((at, a));
+            }
+            at = at.max(b);
+        }
+        if at < end {
+            out.push((at, end));
+        }
+        out
+    }
+
     pub fn ranges(&self) -> &[(u64, u64)] {
         &self.0
     }
@@ -119,6 +139,25 @@ mod tests {
             }
             for a in 0..128u64 {
                 prop_assert_eq!(set.covers(a, a + 1), model(&ranges)[a as usize]);
+            }
+        }
+
+        #[test]
+        fn missing_is_the_complement_within_the_window(
+            raw in prop::collection::vec((0u64..120, 0u64..8), 0..20),
+            from in 0u64..128, len in 0u64..128,
+        ) {
+            let set = RangeSet::from(raw.iter().map(|&(a, l)| (a, a + l)).collect::<Vec<_>>());
+            let to = (from + len).min(128);
+            let gaps = set.missing(from, to);
+            let held = model(set.ranges());
+            let got = model(&gaps);
+            for a in 0..128usize {
+                let want = (from as usize..to as usize).contains(&a) && !held[a];
+                prop_assert_eq!(got[a], want, "byte {} of {:?} in {}..{}", a, set, from, to);
+            }
+            for w in gaps.windows(2) {
+                prop_assert!(w[0].1 < w[1].0, "gaps not separate: {:?}", gaps);
             }
         }
 

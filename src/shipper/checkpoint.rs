@@ -57,6 +57,8 @@ pub struct Checkpointer<'a, C> {
     /// Transient store failures are retried until this time (ms since the epoch).
     retry_until_ms: i64,
     state: Mutex<State>,
+    /// Writes and loads tried again (a conflict, a transient failure), for the metrics line.
+    retries: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Default)]
@@ -118,7 +120,17 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
             task,
             retry_until_ms,
             state: Mutex::new(State::default()),
+            retries: Default::default(),
         }
+    }
+
+    /// Loads and writes of this document tried again so far.
+    pub fn retries(&self) -> u64 {
+        self.retries.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    fn count_retry(&self) {
+        (self.retries).fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// Applies `intent` to the latest document and writes it if the intent says
@@ -174,6 +186,7 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
                         });
                     }
                     let ms = 5 * u64::from(conflicts) + fastrand::u64(0..20 * u64::from(conflicts));
+                    self.count_retry();
                     tokio::time::sleep(Duration::from_millis(ms)).await;
                 }
                 // A lost answer may hide a successful write: re-read, then
@@ -269,6 +282,7 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
             return Err(e);
         }
         tracing::warn!(checkpoint = self.key, attempt = *attempt, error = %e, "checkpoint store failed; retrying");
+        self.count_retry();
         tokio::time::sleep(pause).await;
         Ok(())
     }

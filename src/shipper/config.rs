@@ -35,6 +35,9 @@ pub struct Config {
     /// batch is only believed this long after the last call that may have
     /// stored it; before, the record fails and its redelivery reads again.
     pub visibility_bound: Duration,
+    /// The metrics' `Function` dimension: Lambda's `AWS_LAMBDA_FUNCTION_NAME`,
+    /// `shipper` outside Lambda.
+    pub function_name: String,
 }
 
 /// The default visibility bound: well above the second or two a stored event
@@ -102,6 +105,7 @@ impl Config {
             object_concurrency: positive(env, "LOGDROP_OBJECT_CONCURRENCY", 4)?,
             put_concurrency: positive(env, "LOGDROP_PUT_CONCURRENCY", 8)?,
             visibility_bound: env.duration("LOGDROP_VISIBILITY_BOUND", DEFAULT_VISIBILITY_BOUND)?,
+            function_name: env.or("AWS_LAMBDA_FUNCTION_NAME", "shipper"),
         })
     }
 }

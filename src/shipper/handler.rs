@@ -8,11 +8,13 @@ use crate::shipper::chunk::Deps;
 use crate::shipper::invocation::{
     DEFAULT_DEADLINE_MARGIN_MS, Invocation, InvocationState, deadline_margin,
 };
+use crate::shipper::metrics::{self, Figures};
 use crate::shipper::object::ObjectJob;
 use crate::shipper::outcome::{ObjectError, ObjectOutcome};
 use crate::shipper::prelease;
 use crate::shipper::sink::Sender;
 use crate::shipper::trigger::{self, Record, TriggerKind};
+use crate::telemetry::Output;
 use aws_lambda_events::sqs::{BatchItemFailure, SqsBatchResponse};
 use futures::StreamExt;
 use serde::Serialize;
@@ -90,6 +92,9 @@ pub struct RecordReport {
     /// Whether a retry of the record may succeed (false: poison).
     #[serde(skip)]
     pub retryable: bool,
+    /// The failure's kind (`ObjectError::kind`, `unreadable_record`), for the metrics.
+    #[serde(skip)]
+    pub kind: Option<&'static str>,
     pub objects: Vec<ObjectOutcome>,
     /// The checkpoint documents (bucket, task) its objects use, each with
     /// the key of the object that uses it.
@@ -104,15 +109,17 @@ impl RecordReport {
             ok: true,
             error: None,
             retryable: true,
+            kind: None,
             objects: Vec::new(),
             documents: Vec::new(),
         }
     }
 
-    fn fail(&mut self, error: String, retryable: bool) {
+    fn fail(&mut self, error: String, retryable: bool, kind: &'static str) {
         self.ok = false;
         self.error = Some(error);
         self.retryable = retryable;
+        self.kind = Some(kind);
     }
 }
 
@@ -133,7 +140,7 @@ fn fail_unrecorded(reports: &mut [RecordReport], doc: &Document, e: &CheckpointE
         }
         let key = keys.join(", ");
         tracing::error!(record = r.id, key, kind = "checkpoint", will_retry = e.is_retryable(), error = %e, "record failed");
-        r.fail(e.to_string(), e.is_retryable());
+        r.fail(e.to_string(), e.is_retryable(), "checkpoint");
     }
 }
 
@@ -143,6 +150,8 @@ pub struct Shipper<O, C, L> {
     pub sender: Sender<L>,
     pub config: Config,
     pub deadline_margin_ms: i64,
+    /// Where the invocation's metrics lines go (EMF); `None` writes none.
+    pub metrics: Option<Output>,
 }
 
 impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
@@ -154,6 +163,7 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
             sender,
             config,
             deadline_margin_ms: DEFAULT_DEADLINE_MARGIN_MS,
+            metrics: None,
         }
     }
 
@@ -207,6 +217,17 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
         );
         let (calls, events) = (after.0 - before.0, after.1 - before.1);
         log_done(&reports, trigger.kind, calls, events);
+        let figures = Figures {
+            observed: self.sender.take_observed(),
+            checkpoint_retries: state.checkpoint_retries().await,
+            unknown_calls: calls,
+        };
+        if let Some(output) = self.metrics {
+            let now = chrono::Utc::now().timestamp_millis();
+            for line in metrics::lines(&self.config.function_name, now, &reports, &figures) {
+                crate::metrics::emit(&line, output);
+            }
+        }
         answer(trigger.kind, reports)
     }
 }
@@ -285,7 +306,7 @@ where
                 error = %why,
                 "record cannot be read; failing it so it stays visible"
             );
-            report.fail(why.to_string(), false);
+            report.fail(why.to_string(), false, "unreadable_record");
             return report;
         }
     };
@@ -309,7 +330,7 @@ where
                 } else {
                     tracing::error!(record = record.id, key, kind, will_retry = retryable, error = %e, "record failed");
                 }
-                report.fail(e.to_string(), retryable);
+                report.fail(e.to_string(), retryable, kind);
                 return report;
             }
         }

@@ -116,6 +116,12 @@ impl<'a, C: CheckpointStore> InvocationState<'a, C> {
         out
     }
 
+    /// Checkpoint loads and writes this invocation tried again.
+    pub async fn checkpoint_retries(&self) -> u64 {
+        let map = self.checkpointers.lock().await;
+        map.values().map(|cp| cp.retries()).sum()
+    }
+
     pub async fn checkpointer(&self, bucket: &str, task: &TaskRef) -> Arc<Checkpointer<'a, C>> {
         let mut map = self.checkpointers.lock().await;
         map.entry((bucket.to_string(), task.clone()))

@@ -119,6 +119,26 @@ pub struct Sender<L> {
     /// Events sent again after a read-back did not find them: the upper
     /// bound of duplicates this process may have caused.
     resent_events: AtomicU64,
+    /// What was stored since the last `take_observed`, for the metrics line.
+    observed: Mutex<Observed>,
+}
+
+/// Events stored in CloudWatch Logs, their message bytes, and the lag from
+/// each event's timestamp to the answer of the call that stored it.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub events: u64,
+    pub bytes: u64,
+    /// Events the service refused for their time, sent again re-stamped.
+    pub restamped: u64,
+    pub lag_ms: crate::metrics::Histogram,
+    /// Read-backs (`verify.rs`): events found already stored, so not sent;
+    /// events sent again because they were not found within the visibility
+    /// bound (each a duplicate only if the service had stored it and took
+    /// longer to show it); `GetLogEvents` requests made.
+    pub verified: u64,
+    pub resent: u64,
+    pub reads: u64,
 }
 
 /// What one batch's delivery did, beyond storing its events.
@@ -169,6 +189,23 @@ impl<L: LogSink> Sender<L> {
             unknown_calls: AtomicU64::new(0),
             unknown_events: AtomicU64::new(0),
             resent_events: AtomicU64::new(0),
+            observed: Mutex::new(Observed::default()),
+        }
+    }
+
+    /// What was stored since the last call (Lambda runs one invocation at a
+    /// time per process, so for the handler: this invocation's).
+    pub fn take_observed(&self) -> Observed {
+        std::mem::take(&mut *self.observed.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+
+    fn observe<'a>(&self, stored: impl Iterator<Item = crate::core::batch::Event<'a>>) {
+        let now = chrono::Utc::now().timestamp_millis();
+        let mut o = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        for e in stored {
+            o.events += 1;
+            o.bytes += e.message.len() as u64;
+            o.lag_ms.record(now - e.timestamp, 1);
         }
     }
 
@@ -211,14 +248,21 @@ impl<L: LogSink> Sender<L> {
         let checked = readback.check(batch, known, sent_before_ms).await;
         done.reads += checked.reads;
         let n = batch.len() as u64;
+        let mut o = self.observed.lock().unwrap_or_else(|p| p.into_inner());
+        o.reads += checked.reads;
         match checked.decision {
-            Decision::Stored => done.verified += n,
+            Decision::Stored => {
+                done.verified += n;
+                o.verified += n;
+            }
             Decision::Send => {
                 done.resent += n;
+                o.resent += n;
                 self.resent_events.fetch_add(n, Ordering::Relaxed);
             }
             Decision::Undecided => {}
         }
+        drop(o);
         checked
     }
 
@@ -240,12 +284,13 @@ impl<L: LogSink> Sender<L> {
             Ok(r) => r,
             Err(error) => return Err(Undelivered { done, error }),
         };
-        let kept = batch
-            .events()
-            .enumerate()
-            .filter(|(i, _)| !rejected.contains(*i))
-            .map(|(_, e)| e);
-        done.stored = ranges_of(kept);
+        let kept = || {
+            (batch.events().enumerate())
+                .filter(|(i, _)| !rejected.contains(*i))
+                .map(|(_, e)| e)
+        };
+        done.stored = ranges_of(kept());
+        self.observe(kept());
         if rejected.is_empty() {
             return Ok(done);
         }
@@ -268,12 +313,17 @@ impl<L: LogSink> Sender<L> {
         done.restamped += count as u64;
         // Stamped now: no event of the file shares their times.
         let none = Mutex::new(Known::default());
+        (self.observed.lock().unwrap_or_else(|p| p.into_inner())).restamped += count as u64;
         for b in again {
             match self.put(stream, &b, &mut done, until_ms, &none).await {
-                Ok(r) if r.is_empty() => done.stored.union(&ranges_of(b.events())),
+                Ok(r) if r.is_empty() => {
+                    done.stored.union(&ranges_of(b.events()));
+                    self.observe(b.events());
+                }
                 Ok(r) => {
-                    let kept = b.events().enumerate().filter(|(i, _)| !r.contains(*i));
-                    done.stored.union(&ranges_of(kept.map(|(_, e)| e)));
+                    let kept = || b.events().enumerate().filter(|(i, _)| !r.contains(*i));
+                    done.stored.union(&ranges_of(kept().map(|(_, e)| e)));
+                    self.observe(kept().map(|(_, e)| e));
                     let error = PutError::RejectedTwice(b.len());
                     return Err(Undelivered { done, error });
                 }

@@ -2,6 +2,7 @@
 
 use crate::config::{ConfigError, Env, err};
 use crate::core::keys::DEFAULT_KEY_PREFIX;
+use crate::core::urgent::Rule;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -48,7 +49,29 @@ pub struct Config {
     pub summary_interval: Duration,
     /// Longest time one S3 request attempt may take.
     pub upload_timeout: Duration,
+    /// EFS drops: the shared file system's mount; the task's files and state
+    /// then live in `<root>/<cluster>/<task_id>/` (`on_efs`).
+    pub efs_root: Option<PathBuf>,
+    /// A symbolic link made to point at the task's directory on EFS, for the
+    /// writer's container to find it (README "EFS drops").
+    pub efs_link: Option<PathBuf>,
+    /// How often the owner record on EFS is rewritten.
+    pub heartbeat: Duration,
+    /// Events that make a flush due before the interval (`LOGDROP_EARLY_FLUSH_LEVEL`,
+    /// `LOGDROP_EARLY_FLUSH_5XX`).
+    pub early_flush: Rule,
+    /// At most one early flush per this long, so a storm of errors costs a
+    /// bounded number of uploads.
+    pub early_flush_min_interval: Duration,
 }
+
+/// A sweeper takes a directory whose heartbeat is older than this: six
+/// missed beats, so a sidecar stalled for a few seconds is never taken over.
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(5);
+
+/// An early flush at most every 10 s: an error storm costs at most six
+/// uploads a minute instead of one (README, Cost).
+pub const DEFAULT_EARLY_FLUSH_MIN_INTERVAL: Duration = Duration::from_secs(10);
 
 /// Rotated files are pruned once fully shipped and quiet for this long: Tomcat
 /// writes a dated file until midnight, and a Fargate task's disk is small.
@@ -115,7 +138,27 @@ impl Config {
             },
             summary_interval: env.duration("LOGDROP_SUMMARY_INTERVAL", Duration::from_secs(60))?,
             upload_timeout: upload_timeout(env)?,
+            efs_root: efs_root(env)?,
+            efs_link: env.get("LOGDROP_EFS_LINK").map(PathBuf::from),
+            heartbeat: env.duration("LOGDROP_HEARTBEAT", DEFAULT_HEARTBEAT)?,
+            early_flush: Rule {
+                juli_level: Rule::parse_level(&env.or("LOGDROP_EARLY_FLUSH_LEVEL", "SEVERE"))
+                    .map_err(|p| err("LOGDROP_EARLY_FLUSH_LEVEL", p))?,
+                access_5xx: env.flag("LOGDROP_EARLY_FLUSH_5XX", false)?,
+            },
+            early_flush_min_interval: env.duration(
+                "LOGDROP_EARLY_FLUSH_MIN_INTERVAL",
+                DEFAULT_EARLY_FLUSH_MIN_INTERVAL,
+            )?,
         })
+    }
+
+    /// Places the task's files and state in its directory on EFS.
+    pub fn on_efs(&mut self, cluster: &str, task_id: &str) {
+        if let Some(root) = &self.efs_root {
+            self.log_dir = task_dir(root, cluster, task_id);
+            self.state_dir = self.log_dir.join(".logdrop");
+        }
     }
 
     pub fn matches(&self, name: &str) -> bool {
@@ -135,6 +178,29 @@ fn file_patterns(env: &Env) -> Result<Vec<glob::Pattern>, ConfigError> {
         return Err(err("LOGDROP_FILES", "names no pattern"));
     }
     Ok(files)
+}
+
+/// The directory of one task under an EFS root.
+pub fn task_dir(root: &std::path::Path, cluster: &str, task_id: &str) -> PathBuf {
+    use crate::core::keys::encode_component;
+    root.join(encode_component(cluster))
+        .join(encode_component(task_id))
+}
+
+fn efs_root(env: &Env) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(root) = env.get("LOGDROP_EFS_ROOT") else {
+        return Ok(None);
+    };
+    // The directory is the task's: a fixed one would mix tasks' files.
+    for var in ["LOGDROP_LOG_DIR", "LOGDROP_STATE_DIR"] {
+        if env.get(var).is_some() {
+            return Err(err(
+                var,
+                "is set with LOGDROP_EFS_ROOT: on EFS the files and the state live in <root>/<cluster>/<task id>/; remove it",
+            ));
+        }
+    }
+    Ok(Some(PathBuf::from(root)))
 }
 
 fn upload_timeout(env: &Env) -> Result<Duration, ConfigError> {

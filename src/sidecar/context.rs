@@ -5,6 +5,7 @@
 use crate::sidecar::config::Config;
 use crate::sidecar::error::Totals;
 use crate::sidecar::followed::Followed;
+use crate::sidecar::metrics::Reporter;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -25,6 +26,10 @@ pub(crate) struct Ctx<S> {
     pub clock_ahead: Duration,
     /// Log files that may be open at once (`open_file_budget`).
     pub max_open: usize,
+    /// When the last early flush (an urgent event) happened: the rate limit's clock.
+    pub last_early: Option<Instant>,
+    /// The metrics lines.
+    pub reporter: Reporter,
 }
 
 impl<S> Ctx<S> {

@@ -41,6 +41,10 @@ pub enum Mode {
     Follow,
     /// Ship everything now (shutdown, `--once`, a replaced file's old handle).
     Drain,
+    /// A sweeper's one look at a directory no live sidecar ships: every file
+    /// gives what the quiet rules allow now, its quiet time read from its
+    /// modification time (no earlier look to compare with).
+    Sweep,
 }
 
 /// The configured rules.
@@ -55,6 +59,9 @@ pub struct Due {
     /// Unshipped bytes that make a flush due whatever their age; also the
     /// largest segment (uncompressed).
     pub chunk_bytes: u64,
+    /// An urgent event may make a flush due now (the early flush is on and
+    /// its rate limit allows one).
+    pub early: bool,
 }
 
 impl Due {
@@ -64,6 +71,7 @@ impl Due {
             hold: c.hold_timeout,
             line: c.line_timeout,
             chunk_bytes: c.chunk_bytes,
+            early: !c.early_flush.is_off(),
         }
     }
 }
@@ -79,24 +87,29 @@ pub struct Look {
     pub quiet: Duration,
     /// A newer file of its series exists: its writer has moved on.
     pub rotated: bool,
+    /// Its unshipped bytes hold a whole urgent event (`core::urgent`).
+    pub urgent: bool,
 }
 
 /// Whether this file makes a flush due now.
 pub fn due_now(mode: Mode, due: Due, look: Look) -> bool {
     look.pending > 0
-        && (mode == Mode::Drain || look.age >= due.flush || look.pending >= due.chunk_bytes)
+        && (mode != Mode::Follow
+            || look.age >= due.flush
+            || look.pending >= due.chunk_bytes
+            || (look.urgent && due.early))
 }
 
 /// How much of this file a due flush takes.
 pub fn urgency(mode: Mode, due: Due, look: Look) -> Urgency {
     match mode {
         Mode::Drain => Urgency::Everything,
-        Mode::Follow if look.rotated || look.quiet >= due.line => Urgency::Everything,
+        _ if look.rotated || look.quiet >= due.line => Urgency::Everything,
         // A file not growing has no event left to grow. (One that never
         // pauses for the hold time-out gives its last event when the next
         // one starts, or at the size cap.)
-        Mode::Follow if look.quiet >= due.hold => Urgency::WholeLines,
-        Mode::Follow => Urgency::WholeEvents,
+        _ if look.quiet >= due.hold => Urgency::WholeLines,
+        _ => Urgency::WholeEvents,
     }
 }
 
@@ -224,17 +237,22 @@ pub(crate) struct Segment {
 }
 
 /// Which files a flush takes now and how much of each; empty when no file
-/// makes a flush due. Notes each file's quiet time and age as of `now`.
+/// makes a flush due. Notes each file's quiet time and age as of `now`, and
+/// looks at its new lines for an urgent event. The last result says the
+/// flush is early: only an urgent event made it due.
 pub(crate) fn plan<S>(
     ctx: &Ctx<S>,
     files: &mut [&mut Followed],
     mode: Mode,
     now: Instant,
-) -> (Vec<Planned>, bool) {
-    let due = Due::of(&ctx.config);
+) -> (Vec<Planned>, bool, bool) {
+    let mut due = Due::of(&ctx.config);
+    due.early &= mode == Mode::Follow
+        && ctx.last_early.is_none_or(|t| {
+            now.saturating_duration_since(t) >= ctx.config.early_flush_min_interval
+        });
     let mut planned = Vec::new();
-    let mut any_due = false;
-    let mut left = false;
+    let (mut any_due, mut early, mut left) = (false, false, false);
     for (i, f) in files.iter_mut().enumerate() {
         if f.failing.is_some() {
             left = true;
@@ -248,23 +266,48 @@ pub(crate) fn plan<S>(
                 continue;
             }
         };
-        let quiet = f.quiet_for(len, now);
+        let quiet = match mode {
+            Mode::Sweep => f.quiet_since_modified(ctx.clock_ahead),
+            _ => f.quiet_for(len, now),
+        };
         let pending = len.saturating_sub(f.record.offset);
         if pending == 0 && f.record.uploading.is_none() {
             f.pending_since = None;
             continue;
         }
         let since = *f.pending_since.get_or_insert(now);
+        let urgent = match due.early {
+            false => false,
+            true => match f.watch_urgent(&ctx.config.log_dir, &ctx.config.early_flush, len) {
+                // Whole, or quiet long enough for a flush to take it whole.
+                Ok(()) => f.watch.urgent_at.is_some() && (f.watch.whole || quiet >= due.hold),
+                Err(e) => {
+                    f.note_failure(&e);
+                    left = true;
+                    continue;
+                }
+            },
+        };
         let look = Look {
             pending,
             age: now.saturating_duration_since(since),
             quiet,
             rotated: f.rotated,
+            urgent,
         };
         // A range left over from a segment that could not be read again is
         // due by the same rules: if its file still fails, it is tried again
         // at the next flush, not at every poll.
-        any_due |= due_now(mode, due, look);
+        let normal = due_now(
+            mode,
+            Due {
+                early: false,
+                ..due
+            },
+            look,
+        );
+        any_due |= normal;
+        early |= !normal && due_now(mode, due, look);
         planned.push(Planned {
             file: i,
             urgency: urgency(mode, due, look),
@@ -273,10 +316,10 @@ pub(crate) fn plan<S>(
             found: None,
         });
     }
-    if !any_due {
-        return (Vec::new(), left || !planned.is_empty());
+    if !any_due && !early {
+        return (Vec::new(), left || !planned.is_empty(), false);
     }
-    (planned, left)
+    (planned, left, !any_due)
 }
 
 /// Cuts the next segment of a flush: one part per planned file that has
@@ -409,12 +452,14 @@ mod tests {
             hold: s(5),
             line: s(60),
             chunk_bytes: 100,
+            early: false,
         };
         let look = |pending, age, quiet, rotated| Look {
             pending,
             age: s(age),
             quiet: s(quiet),
             rotated,
+            urgent: false,
         };
         // (mode, look, due now, urgency)
         let table = [
@@ -431,6 +476,12 @@ mod tests {
             (Mode::Follow, look(10, 600, 60, false), true, Everything),
             (Mode::Follow, look(10, 1, 0, true), false, Everything),
             (Mode::Drain, look(1, 0, 0, false), true, Everything),
+            // A sweeper's look is always a flush, with the same quiet rules.
+            (Mode::Sweep, look(0, 0, 99, false), false, Everything),
+            (Mode::Sweep, look(10, 0, 0, false), true, WholeEvents),
+            (Mode::Sweep, look(10, 0, 5, false), true, WholeLines),
+            (Mode::Sweep, look(10, 0, 60, false), true, Everything),
+            (Mode::Sweep, look(10, 0, 0, true), true, Everything),
         ];
         for (mode, look, now, want) in table {
             assert_eq!(due_now(mode, due, look), now, "{mode:?} {look:?}");
@@ -442,12 +493,37 @@ mod tests {
             hold: Duration::MAX,
             line: Duration::MAX,
             chunk_bytes: 100,
+            early: true,
         };
         assert!(!due_now(Mode::Follow, huge, look(1, 1, 1, false)));
         assert_eq!(
             urgency(Mode::Follow, huge, look(1, 1, 1, false)),
             WholeEvents
         );
+        // An urgent event is due at once while the rate limit allows an
+        // early flush, and takes no more of its file than any flush would.
+        let urgent = Look {
+            urgent: true,
+            ..look(10, 1, 0, false)
+        };
+        assert!(due_now(Mode::Follow, huge, urgent));
+        assert!(!due_now(
+            Mode::Follow,
+            Due {
+                early: false,
+                ..huge
+            },
+            urgent
+        ));
+        assert!(!due_now(
+            Mode::Follow,
+            huge,
+            Look {
+                pending: 0,
+                ..urgent
+            }
+        ));
+        assert_eq!(urgency(Mode::Follow, huge, urgent), WholeEvents);
     }
 
     #[test]

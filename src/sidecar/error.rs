@@ -32,6 +32,10 @@ pub struct Totals {
     /// Cuts that ended inside a line (drain, line time-out, rotation, a huge
     /// event): each split one line into two events, and was logged.
     pub forced_cuts: u64,
+    /// Flushes made before the interval by an urgent event (an error).
+    pub early_flushes: u64,
+    /// Passes stopped because the state directory could not be written.
+    pub state_failures: u64,
 }
 
 /// What a pass did.

@@ -2,6 +2,7 @@
 //! offsets, and the check of what became of it since the last look.
 
 use crate::core::split::Format;
+use crate::core::urgent::{LONG_LINE, Rule, Watch};
 use crate::sidecar::fingerprint::{Fingerprint, Identity};
 use crate::sidecar::state::{FileRecord, STATE_VERSION};
 use crate::sidecar::tail::{self, Change, Seen};
@@ -40,6 +41,8 @@ pub struct Followed {
     pub grew: Option<(u64, Instant)>,
     /// A newer file of its series exists (by name): its writer moved on.
     pub rotated: bool,
+    /// Its unshipped lines looked at for an urgent event (an early flush).
+    pub watch: Watch,
 }
 
 impl Followed {
@@ -65,13 +68,14 @@ impl Followed {
     pub fn restored(record: FileRecord, seen: Option<Seen>) -> Followed {
         Followed {
             format: Format::for_file(&record.name),
-            record,
             handle: None,
             seen,
             checked: None,
             pending_since: None,
             failing: None,
             saved: true,
+            watch: Watch::from(record.offset),
+            record,
             grew: None,
             rotated: false,
         }
@@ -172,6 +176,47 @@ impl Followed {
                 Duration::ZERO
             }
         }
+    }
+
+    /// How long ago the file was last modified, as its directory entry says
+    /// (a sweeper's only clue), with the clock moved on by `ahead`.
+    pub fn quiet_since_modified(&self, ahead: Duration) -> Duration {
+        let mtime = self.seen.as_ref().and_then(|s| s.mtime);
+        mtime
+            .and_then(|m| {
+                (std::time::SystemTime::now() + ahead)
+                    .duration_since(m)
+                    .ok()
+            })
+            .unwrap_or(Duration::ZERO)
+    }
+
+    /// Looks at the lines written since the last look, up to `until`, for
+    /// an urgent event (reading at offsets, so the handle's position stays).
+    pub fn watch_urgent(&mut self, dir: &Path, rule: &Rule, until: u64) -> io::Result<()> {
+        use std::os::unix::fs::FileExt;
+        let mut watch = self.watch;
+        watch.shipped_to(self.record.offset);
+        let format = self.format;
+        let Some(f) = self.handle(dir)? else {
+            return Ok(());
+        };
+        let mut buf = vec![0u8; LONG_LINE];
+        let mut held = 0;
+        while watch.looked_to + (held as u64) < until && !watch.found_whole() {
+            let at = watch.looked_to + held as u64;
+            let want = (buf.len() - held).min(usize::try_from(until - at).unwrap_or(usize::MAX));
+            let n = f.read_at(&mut buf[held..held + want], at)?;
+            if n == 0 {
+                break;
+            }
+            let have = held + n;
+            let taken = watch.feed(rule, format, &buf[..have]);
+            buf.copy_within(taken..have, 0);
+            held = have - taken;
+        }
+        self.watch = watch;
+        Ok(())
     }
 
     /// Keeps a read error with this file and logs it (once until it changes).

@@ -13,6 +13,8 @@ mod error;
 pub mod fingerprint;
 pub mod followed;
 pub mod identity;
+mod metrics;
+pub mod owner;
 pub mod prune;
 mod redo;
 mod run;
@@ -43,6 +45,8 @@ pub struct Sidecar<S> {
     retired: BTreeMap<String, FileRecord>,
     /// Names that could not be looked at, already logged.
     noted: BTreeSet<String>,
+    /// On EFS: the directory's lock and the owner record it beats.
+    owner: Option<owner::Owner>,
 }
 
 impl<S: ObjectStore> Sidecar<S> {
@@ -55,6 +59,11 @@ impl<S: ObjectStore> Sidecar<S> {
         task_id: String,
     ) -> Result<Self, SidecarError> {
         let mut state = StateDir::new(&config.state_dir);
+        // On EFS the lock comes first: a sweeper may be writing this state.
+        let owner = match config.efs_root {
+            Some(_) => Some(owner::Owner::claim(&config, &mut state, &cluster, &task_id).await?),
+            None => None,
+        };
         let (records, segment) = match state.load()? {
             Some(s) if s.task.cluster == cluster && s.task.task_id == task_id => {
                 (s.files, s.segment)
@@ -91,12 +100,15 @@ impl<S: ObjectStore> Sidecar<S> {
                 limits: None,
                 clock_ahead: std::time::Duration::ZERO,
                 max_open: open_file_budget(),
+                last_early: None,
+                reporter: Default::default(),
             },
             state,
             segment,
             followed: BTreeMap::new(),
             retired: BTreeMap::new(),
             noted: BTreeSet::new(),
+            owner,
         };
         let scan = me.scan()?;
         for (name, rec) in records {
@@ -131,6 +143,26 @@ impl<S: ObjectStore> Sidecar<S> {
                 }
                 self.retired.insert(name, rec);
             }
+        }
+    }
+
+    /// Writes the metrics lines (EMF) to `output`; without it none are written.
+    pub fn set_metrics(&mut self, output: crate::telemetry::Output) {
+        self.ctx.reporter.output = Some(output);
+    }
+
+    /// How the files stand now, for the metrics line.
+    fn standing(&self) -> metrics::Standing {
+        let pending = self.followed.values().filter(|f| f.unshipped().is_some());
+        metrics::Standing {
+            pending_bytes: self.lag_bytes(),
+            oldest_since: pending.filter_map(|f| f.pending_since).min(),
+            unreadable: (self
+                .followed
+                .values()
+                .filter(|f| f.failing.is_some())
+                .count()
+                + self.noted.len()) as u64,
         }
     }
 
@@ -212,9 +244,10 @@ impl<S: ObjectStore> Sidecar<S> {
             state: &mut self.state,
         };
         let left = flush(&mut self.ctx, &mut rec, &mut files, mode).await?;
-        if mode == Mode::Follow {
+        if mode != Mode::Drain {
             self.prune()?;
         }
+        self.ctx.reporter.standing = self.standing();
         Ok(Progress {
             left,
             shipped: self.ctx.totals.bytes - before,
@@ -379,6 +412,19 @@ impl<S: ObjectStore> Sidecar<S> {
         }
     }
 
+    /// No upload runs past this (a sweeper's Lambda deadline).
+    pub fn set_deadline(&mut self, deadline: std::time::Instant) {
+        self.ctx.deadline = Some(deadline);
+    }
+
+    /// A sweeper's look at a directory no live sidecar ships (`Mode::Sweep`):
+    /// the segment a dead sidecar left in flight first, then what the quiet
+    /// rules allow now. Returns what stayed behind (empty: nothing).
+    pub async fn sweep(&mut self) -> Result<String, SidecarError> {
+        self.pass(Mode::Sweep).await?;
+        Ok(self.left_behind())
+    }
+
     /// `--once`: ships what the files held when it started (held partial
     /// events included), then returns; an error names what stayed behind.
     pub async fn once(&mut self) -> Result<(), SidecarError> {
@@ -428,7 +474,12 @@ async fn flush<S: ObjectStore>(
     mode: Mode,
 ) -> Result<bool, SidecarError> {
     let now = ctx.now();
-    let (mut plan, mut left) = cut::plan(ctx, files, mode, now);
+    let (mut plan, mut left, early) = cut::plan(ctx, files, mode, now);
+    if early {
+        ctx.last_early = Some(now);
+        ctx.totals.early_flushes += 1;
+        tracing::info!("early flush: an urgent event is waiting");
+    }
     while let Some(seg) = cut::cut_segment(ctx, files, &mut plan, &mut left) {
         segment::ship(ctx, rec, files, seg).await?;
     }

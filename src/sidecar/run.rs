@@ -21,6 +21,9 @@ impl<S: ObjectStore> Sidecar<S> {
                     tokio::time::sleep(config.poll_interval).await;
                     self.pass(Mode::Follow).await
                 } => if let Err(e) = r {
+                    if matches!(e, crate::sidecar::SidecarError::State(_)) {
+                        self.ctx.totals.state_failures += 1;
+                    }
                     // Logged when it changes, then once a minute, not every poll.
                     let text = e.to_string();
                     let quiet = last_error.as_ref().is_some_and(|(t, at)| {
@@ -32,6 +35,7 @@ impl<S: ObjectStore> Sidecar<S> {
                     }
                 },
             }
+            self.beat();
             if last_summary.elapsed() >= config.summary_interval {
                 self.summary();
                 last_summary = Instant::now();
@@ -56,6 +60,11 @@ impl<S: ObjectStore> Sidecar<S> {
             Err(_) => tracing::error!("the shutdown grace ran out"),
         }
         self.summary();
+        if let Some(o) = &mut self.owner
+            && let Err(e) = o.stopped(&mut self.state)
+        {
+            tracing::error!(error = %e, "cannot record the stop in the owner record; a sweeper takes the directory once the heartbeat is stale");
+        }
         let left = self.left_behind();
         if left.is_empty() {
             tracing::info!("stopped; everything seen was shipped");
@@ -68,8 +77,21 @@ impl<S: ObjectStore> Sidecar<S> {
         left
     }
 
-    pub fn summary(&self) {
+    /// Rewrites the owner record on EFS when a heartbeat is due.
+    fn beat(&mut self) {
+        if let Some(o) = &mut self.owner
+            && let Err(e) = o.beat(&mut self.state)
+        {
+            tracing::error!(error = %e, "cannot write the owner record; a sweeper may take the directory once the heartbeat is stale");
+        }
+    }
+
+    /// The summary line, and the metrics line beside it.
+    pub fn summary(&mut self) {
         let t = self.ctx.totals;
+        let (now, every) = (self.ctx.now(), self.ctx.config.summary_interval);
+        let ctx = &mut self.ctx;
+        ctx.reporter.report(&ctx.cluster, now, &t, every, true);
         tracing::info!(
             bytes = t.bytes,
             chunks = t.chunks,

@@ -110,13 +110,32 @@ pub(crate) async fn put<S: ObjectStore>(
         seq,
     }
     .to_string();
-    let retries = upload::put_with_retry(
-        &ctx.store,
-        &ctx.config.bucket,
+    let Ctx {
+        store,
+        config,
+        totals,
+        reporter,
+        cluster,
+        max_attempts,
+        deadline,
+        clock_ahead,
+        ..
+    } = ctx;
+    // Each failure is counted at once, and a sidecar stuck on S3 still
+    // writes its metrics line every summary interval.
+    let mut on_failure = || {
+        totals.failed_attempts += 1;
+        let now = std::time::Instant::now() + *clock_ahead;
+        reporter.report(cluster, now, totals, config.summary_interval, false);
+    };
+    upload::put_with_retry(
+        store,
+        &config.bucket,
         &key,
         body,
-        ctx.max_attempts,
-        ctx.deadline,
+        *max_attempts,
+        *deadline,
+        &mut on_failure,
     )
     .await
     .map_err(|source| SidecarError::Upload {
@@ -124,7 +143,6 @@ pub(crate) async fn put<S: ObjectStore>(
         source,
     })?;
     let bytes: u64 = parts.iter().map(|p| p.end - p.start).sum();
-    ctx.totals.failed_attempts += u64::from(retries);
     ctx.totals.bytes += bytes;
     ctx.totals.chunks += 1;
     tracing::debug!(key, bytes, parts = parts.len(), "segment uploaded");

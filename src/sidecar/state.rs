@@ -25,6 +25,8 @@ const TASK_FILE: &str = "task.json";
 const FILES_DIR: &str = "files";
 const V1_FILE: &str = "state.json";
 const SEGMENT_FILE: &str = "segment.json";
+/// Who ships the directory (`owner`): written only on a shared file system.
+pub const OWNER_FILE: &str = "owner.json";
 
 /// The task-level record: one write per segment, its size O(parts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -349,6 +351,21 @@ impl StateDir {
         self.write_pending_task()?;
         let dir = self.dir.join(FILES_DIR);
         self.write_atomic(&dir, &record_file(&rec.name), rec)
+    }
+
+    /// The owner record (`owner::OwnerDoc`), if any.
+    pub fn load_owner(&self) -> Result<Option<crate::sidecar::owner::OwnerDoc>, StateError> {
+        Self::read_json(&self.dir.join(OWNER_FILE))
+    }
+
+    /// The task the records belong to, if any, without loading them.
+    pub fn load_task(&self) -> Result<Option<TaskDoc>, StateError> {
+        Self::read_json(&self.dir.join(TASK_FILE))
+    }
+
+    pub fn save_owner(&mut self, doc: &crate::sidecar::owner::OwnerDoc) -> Result<(), StateError> {
+        let dir = self.dir.clone();
+        self.write_atomic(&dir, OWNER_FILE, doc)
     }
 
     /// Writes the segment record; the cost is its parts', not the followed files'.

@@ -32,6 +32,8 @@ pub fn timeout_config(attempt: Duration) -> aws_smithy_types::timeout::TimeoutCo
 /// attempt runs and no backoff sleeps past it. Permanent errors (access
 /// denied, no such bucket) are retried too: they are usually fixed by an
 /// operator, and the alternative is dropping data.
+/// `on_failure` runs after each failed attempt (the metrics count it, and
+/// report while the retries last).
 pub async fn put_with_retry<S: ObjectStore>(
     store: &S,
     bucket: &str,
@@ -39,6 +41,7 @@ pub async fn put_with_retry<S: ObjectStore>(
     body: bytes::Bytes,
     max_attempts: Option<u32>,
     deadline: Option<Instant>,
+    on_failure: &mut dyn FnMut(),
 ) -> Result<u32, PortError> {
     let mut attempt = 0u32;
     let out_of_time = || PortError::Transient("the shutdown grace ran out".into());
@@ -54,6 +57,7 @@ pub async fn put_with_retry<S: ObjectStore>(
             Ok(()) => return Ok(attempt),
             Err(e) => {
                 attempt += 1;
+                on_failure();
                 if max_attempts.is_some_and(|m| attempt >= m) {
                     return Err(e);
                 }
@@ -99,9 +103,17 @@ mod tests {
     #[tokio::test]
     async fn nothing_runs_past_the_deadline() {
         let deadline = Instant::now() + Duration::from_millis(200);
-        let e = put_with_retry(&Hung, "b", "k", bytes::Bytes::new(), None, Some(deadline))
-            .await
-            .unwrap_err();
+        let e = put_with_retry(
+            &Hung,
+            "b",
+            "k",
+            bytes::Bytes::new(),
+            None,
+            Some(deadline),
+            &mut || {},
+        )
+        .await
+        .unwrap_err();
         assert!(e.to_string().contains("grace"), "{e}");
     }
 }

@@ -1,12 +1,15 @@
 //! Integration tests: the real binaries' code against moto's server through
 //! the real AWS SDK clients.
 
+mod audit;
 mod checkpoint_conformance;
 mod deploy;
 mod dynamodb;
+mod efs;
 mod faults;
 mod image;
 mod lambda_logs;
+mod metrics;
 mod moto;
 mod poll;
 mod readme;

@@ -82,6 +82,13 @@ fn every_default_in_the_readme_is_the_code_default() {
         logdrop::sidecar::Config::from_env(env)
     });
     assert!(n >= 12, "{n} sidecar defaults checked");
+    let sweeper = table(&text, "### Sweeper (EFS drops)");
+    let n = check(
+        &sweeper,
+        &[("LOGDROP_BUCKET", "b"), ("LOGDROP_EFS_ROOT", "/efs")],
+        |env| logdrop::sweeper::SweepConfig::from_env(env, None),
+    );
+    assert!(n >= 2, "{n} sweeper defaults checked");
     // The one placeholder default.
     let c =
         logdrop::sidecar::Config::from_env(&Env::from_pairs([("LOGDROP_BUCKET", "b")])).unwrap();
@@ -94,6 +101,7 @@ fn every_variable_the_code_reads_is_documented() {
     let documented: BTreeSet<String> = table(&text, "### Shipper (Lambda)")
         .into_iter()
         .chain(table(&text, "### Sidecar"))
+        .chain(table(&text, "### Sweeper (EFS drops)"))
         .map(|(v, _)| v)
         .collect();
     let mut read = BTreeSet::new();

@@ -420,3 +420,128 @@ async fn a_failed_upload_is_retried_with_the_same_key_and_bytes_first() {
     store.assert_tiles(ACCESS, 0, &[a, a2].concat());
     store.assert_tiles(JULI, 0, &[j, j2].concat());
 }
+
+#[tokio::test]
+async fn an_error_ships_within_one_poll_and_storms_are_rate_limited() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::default();
+    let mut s = sidecar(&store, files_config(dir.path(), &[])).await;
+    let path = dir.path().join(JULI);
+    let info = |i: usize| format!("24-Nov-2026 10:00:{i:02}.000 INFO [main] ok {i}\n");
+    let severe = |i: usize| {
+        format!("24-Nov-2026 10:00:{i:02}.000 SEVERE [main] boom {i}\n\tat x.y(Z.java:{i})\n")
+    };
+    append(&path, info(0).as_bytes());
+    s.pass(Mode::Follow).await.unwrap();
+    assert!(
+        store.keys().is_empty(),
+        "an INFO line waits for the interval"
+    );
+    // An error whose stack trace may still grow waits until the next event
+    // starts (or the file is quiet for the hold time-out)...
+    append(&path, severe(1).as_bytes());
+    s.pass(Mode::Follow).await.unwrap();
+    assert!(store.keys().is_empty(), "the trace may still grow");
+    // ...and then ships at the next poll, long before the interval.
+    append(&path, info(2).as_bytes());
+    s.pass(Mode::Follow).await.unwrap();
+    assert_eq!(store.keys().len(), 1, "one early flush");
+    let shipped = [info(0), severe(1)].concat();
+    store.assert_tiles(JULI, 0, shipped.as_bytes());
+    assert_eq!(s.totals().early_flushes, 1);
+    // A storm: errors every poll ship at most once per minimum interval.
+    // Polls 1 s apart from the first early flush: 10 s of errors (11 polls)
+    // make one more, at the tenth second.
+    for i in 3..14 {
+        append(&path, [severe(i), info(i)].concat().as_bytes());
+        s.pass(Mode::Follow).await.unwrap();
+        age_all(&mut s, Duration::from_secs(1));
+    }
+    assert_eq!(
+        store.keys().len(),
+        2,
+        "10 s of errors, one more early flush"
+    );
+    // A lone error in a quiet file goes once the hold time-out has passed.
+    age_all(&mut s, Duration::from_secs(60));
+    s.pass(Mode::Follow).await.unwrap();
+    let before = store.keys().len();
+    append(&path, severe(20).as_bytes());
+    s.pass(Mode::Follow).await.unwrap();
+    assert_eq!(store.keys().len(), before, "not quiet yet");
+    age_all(&mut s, Duration::from_secs(5));
+    s.pass(Mode::Follow).await.unwrap();
+    assert_eq!(
+        store.keys().len(),
+        before + 1,
+        "quiet for the hold time-out"
+    );
+    assert_eq!(s.lag_bytes(), 0);
+    s.stop().await;
+    let mut all = [info(0), severe(1), info(2)].concat();
+    for i in 3..14 {
+        all += &[severe(i), info(i)].concat();
+    }
+    all += &severe(20);
+    store.assert_tiles(JULI, 0, all.as_bytes());
+}
+
+#[tokio::test]
+async fn the_early_flush_can_be_off_or_follow_5xx() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::default();
+    let off = [("LOGDROP_EARLY_FLUSH_LEVEL", "off")];
+    let mut s = sidecar(&store, files_config(dir.path(), &off)).await;
+    let juli = dir.path().join(JULI);
+    append(
+        &juli,
+        b"24-Nov-2026 10:00:00.000 SEVERE [main] boom\n24-Nov-2026 10:00:01.000 INFO [main] x\n",
+    );
+    s.pass(Mode::Follow).await.unwrap();
+    assert!(store.keys().is_empty(), "off: errors wait for the interval");
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::default();
+    let on = [("LOGDROP_EARLY_FLUSH_5XX", "true")];
+    let mut s = sidecar(&store, files_config(dir.path(), &on)).await;
+    let log = dir.path().join(ACCESS);
+    append(&log, &access(0, 3));
+    s.pass(Mode::Follow).await.unwrap();
+    assert!(store.keys().is_empty(), "200s wait");
+    append(
+        &log,
+        b"10.0.0.1 - - [24/Nov/2026:10:00:00 +0000] \"GET /x HTTP/1.1\" 503 5\n",
+    );
+    s.pass(Mode::Follow).await.unwrap();
+    assert_eq!(store.keys().len(), 1, "a 503 ships at once");
+}
+
+#[tokio::test]
+async fn the_metrics_line_reports_pending_bytes_and_their_age() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Recording::default();
+    let mut s = sidecar(&store, files_config(dir.path(), &[])).await;
+    append(&dir.path().join(ACCESS), &access(0, 10));
+    s.pass(Mode::Follow).await.unwrap();
+    age_all(&mut s, Duration::from_secs(30));
+    let now = s.ctx.now();
+    let totals = s.totals();
+    let line = s.ctx.reporter.line("c", now, &totals);
+    assert_eq!(
+        line.get("PendingBytes"),
+        Some(&[access(0, 10).len() as f64][..])
+    );
+    assert_eq!(line.get("OldestPendingAge"), Some(&[30.0][..]));
+    assert_eq!(line.get("SegmentsUploaded"), Some(&[0.0][..]));
+    age_all(&mut s, Duration::from_secs(30));
+    s.pass(Mode::Follow).await.unwrap();
+    let (now, totals) = (s.ctx.now(), s.totals());
+    let line = s.ctx.reporter.line("c", now, &totals);
+    assert_eq!(line.get("PendingBytes"), Some(&[0.0][..]));
+    assert_eq!(line.get("OldestPendingAge"), Some(&[0.0][..]));
+    assert_eq!(
+        line.get("SegmentsUploaded"),
+        Some(&[1.0][..]),
+        "counted since the last line"
+    );
+    assert_eq!(line.get("UploadRetries"), Some(&[0.0][..]));
+}

@@ -1,0 +1,244 @@
+//! Who ships a task's directory on a shared file system (EFS drops): the
+//! lock that makes one writer of a directory's state at a time, and the owner
+//! record a live sidecar rewrites every heartbeat.
+//!
+//! The lock decides who may write: `flock` on `<state dir>/lock`, which Linux
+//! takes on NFS as a whole-file NFSv4 lock (EFS supports them; the server
+//! drops the lock of a client that died once its lease lapses). The heartbeat
+//! only tells a sweeper whether a sidecar is alive, so that it never takes a
+//! directory from a sidecar that is merely between two passes.
+
+use crate::sidecar::config::Config;
+use crate::sidecar::state::{StateDir, StateError};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub const OWNER_VERSION: u32 = 1;
+const LOCK_FILE: &str = "lock";
+
+/// `<state dir>/owner.json`, written by the sidecar that ships the directory.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OwnerDoc {
+    pub version: u32,
+    pub cluster: String,
+    pub task_id: String,
+    /// Rewritten every `LOGDROP_HEARTBEAT` while the sidecar runs.
+    pub heartbeat: DateTime<Utc>,
+    /// Set by a sidecar that stopped on SIGTERM: a sweeper need not wait for
+    /// the heartbeat to go stale.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub stopped: bool,
+}
+
+/// The directory's lock, held until dropped.
+#[derive(Debug)]
+pub struct Lock {
+    _file: File,
+    pub path: PathBuf,
+}
+
+/// Takes the lock of the state in `state_dir` if nobody holds it.
+pub fn try_lock(state_dir: &Path) -> Result<Option<Lock>, StateError> {
+    let path = state_dir.join(LOCK_FILE);
+    let io = |source| StateError::Io {
+        path: path.clone(),
+        source,
+    };
+    std::fs::create_dir_all(state_dir).map_err(io)?;
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io)?;
+    match file.try_lock() {
+        Ok(()) => Ok(Some(Lock { _file: file, path })),
+        Err(TryLockError::WouldBlock) => Ok(None),
+        Err(TryLockError::Error(e)) => Err(io(e)),
+    }
+}
+
+/// The live sidecar's hold on its directory: the lock and the record it beats.
+pub struct Owner {
+    _lock: Lock,
+    doc: OwnerDoc,
+    every: Duration,
+    last: Option<Instant>,
+}
+
+impl Owner {
+    /// Creates the task's directory, waits for its lock (a sweeper may be
+    /// shipping it after an earlier sidecar of the task died), records the
+    /// owner, and points the link (if any) at the directory.
+    pub async fn claim(
+        config: &Config,
+        state: &mut StateDir,
+        cluster: &str,
+        task_id: &str,
+    ) -> Result<Owner, StateError> {
+        let lock = loop {
+            if let Some(lock) = try_lock(&config.state_dir)? {
+                break lock;
+            }
+            tracing::warn!(dir = %config.log_dir.display(), "another process (a sweeper) holds the directory; waiting for it");
+            tokio::time::sleep(config.poll_interval.max(Duration::from_millis(100))).await;
+        };
+        if let Some(link) = &config.efs_link {
+            point_link(link, &config.log_dir)?;
+        }
+        let mut me = Owner {
+            _lock: lock,
+            doc: OwnerDoc {
+                version: OWNER_VERSION,
+                cluster: cluster.to_string(),
+                task_id: task_id.to_string(),
+                heartbeat: Utc::now(),
+                stopped: false,
+            },
+            every: config.heartbeat,
+            last: None,
+        };
+        me.beat(state)?;
+        Ok(me)
+    }
+
+    /// Rewrites the record when a heartbeat is due.
+    pub fn beat(&mut self, state: &mut StateDir) -> Result<(), StateError> {
+        if self.last.is_some_and(|at| at.elapsed() < self.every) {
+            return Ok(());
+        }
+        // A failing write is tried again a heartbeat later, not every pass.
+        self.last = Some(Instant::now());
+        self.doc.heartbeat = Utc::now();
+        state.save_owner(&self.doc)
+    }
+
+    /// Records a clean stop, so a sweeper need not wait for the heartbeat to go stale.
+    pub fn stopped(&mut self, state: &mut StateDir) -> Result<(), StateError> {
+        self.doc.stopped = true;
+        self.last = None;
+        self.beat(state)
+    }
+}
+
+/// Makes `link` a symbolic link to `target`, replacing what was there in one rename.
+fn point_link(link: &Path, target: &Path) -> Result<(), StateError> {
+    let tmp = link.with_extension("logdrop-tmp");
+    let io = |source| StateError::Io {
+        path: link.to_path_buf(),
+        source,
+    };
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(target, &tmp).map_err(io)?;
+    std::fs::rename(&tmp, link).map_err(io)
+}
+
+/// Whether the directory has a sidecar shipping it, as far as its record says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// No owner record: files dropped by a writer that runs no sidecar.
+    NoOwner,
+    /// A heartbeat younger than the stale time: leave the directory alone.
+    Alive,
+    /// The owner stopped or its heartbeat is stale: the task is gone.
+    Gone(OwnerDoc),
+}
+
+/// Reads the owner record. One that does not parse is judged by its file's
+/// modification time (a live sidecar rewrites it every heartbeat) and named
+/// in a warning.
+pub fn liveness(state: &StateDir, now: DateTime<Utc>, stale: Duration) -> Liveness {
+    let path = state.path().join(crate::sidecar::state::OWNER_FILE);
+    let beat = match state.load_owner() {
+        Ok(None) => return Liveness::NoOwner,
+        Ok(Some(doc)) if doc.stopped => return Liveness::Gone(doc),
+        Ok(Some(doc)) => {
+            let at = doc.heartbeat;
+            (at, Some(doc))
+        }
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the owner record; judging the owner by the file's time");
+            let at = std::fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .map(DateTime::<Utc>::from)
+                .unwrap_or(DateTime::<Utc>::MIN_UTC);
+            (at, None)
+        }
+    };
+    let age = now
+        .signed_duration_since(beat.0)
+        .to_std()
+        .unwrap_or_default();
+    if age < stale {
+        return Liveness::Alive;
+    }
+    Liveness::Gone(beat.1.unwrap_or_else(|| OwnerDoc {
+        version: OWNER_VERSION,
+        cluster: String::new(),
+        task_id: String::new(),
+        heartbeat: beat.0,
+        stopped: false,
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(heartbeat: DateTime<Utc>, stopped: bool) -> OwnerDoc {
+        OwnerDoc {
+            version: OWNER_VERSION,
+            cluster: "c".into(),
+            task_id: "t".into(),
+            heartbeat,
+            stopped,
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_younger_than_the_stale_time_is_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = StateDir::new(dir.path());
+        let now = Utc::now();
+        let stale = Duration::from_secs(30);
+        assert_eq!(liveness(&state, now, stale), Liveness::NoOwner);
+        state.save_owner(&doc(now, false)).unwrap();
+        assert_eq!(liveness(&state, now, stale), Liveness::Alive);
+        let later = now + chrono::Duration::seconds(30);
+        assert_eq!(
+            liveness(&state, later, stale),
+            Liveness::Gone(doc(now, false))
+        );
+        state.save_owner(&doc(now, true)).unwrap();
+        assert_eq!(liveness(&state, now, stale), Liveness::Gone(doc(now, true)));
+    }
+
+    #[test]
+    fn an_owner_record_that_does_not_parse_is_judged_by_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        std::fs::write(dir.path().join("owner.json"), b"{not json").unwrap();
+        let now = Utc::now();
+        assert_eq!(
+            liveness(&state, now, Duration::from_secs(3600)),
+            Liveness::Alive
+        );
+        let later = now + chrono::Duration::hours(2);
+        assert!(matches!(
+            liveness(&state, later, Duration::from_secs(3600)),
+            Liveness::Gone(_)
+        ));
+    }
+
+    #[test]
+    fn one_holder_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = try_lock(dir.path()).unwrap().expect("free");
+        assert!(try_lock(dir.path()).unwrap().is_none(), "taken twice");
+        drop(first);
+        assert!(try_lock(dir.path()).unwrap().is_some(), "not released");
+    }
+}

@@ -119,8 +119,9 @@ pub enum ObjectError {
     #[error("{key}: {source}")]
     Put {
         key: String,
+        /// Boxed: the read-back's errors make it the largest by far.
         #[source]
-        source: PutError,
+        source: Box<PutError>,
     },
     #[error("{key}: stopped before the Lambda deadline with progress saved; a retry resumes")]
     Deadline { key: String },
@@ -135,7 +136,7 @@ pub enum ObjectError {
         key: String,
         start: u64,
         end: u64,
-        read: Option<PortError>,
+        read: Option<Box<PortError>>,
     },
     #[error("{key}: {source}")]
     Checkpoint {
@@ -151,9 +152,7 @@ impl ObjectError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ObjectError::LeaseHeld { .. } | ObjectError::Deadline { .. } => true,
-            ObjectError::Unverified { read, .. } => {
-                read.as_ref().is_none_or(PortError::is_retryable)
-            }
+            ObjectError::Unverified { read, .. } => read.as_ref().is_none_or(|e| e.is_retryable()),
             ObjectError::Corrupt { .. } | ObjectError::Segment { .. } => false,
             ObjectError::Read { source, .. } => source.is_retryable(),
             ObjectError::Put { source, .. } => source.is_retryable(),

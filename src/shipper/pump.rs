@@ -357,7 +357,7 @@ where
                     key: self.key_str.to_string(),
                     start: first,
                     end: self.key.end,
-                    read: checked.error,
+                    read: checked.error.map(Box::new),
                 })
             }
         }
@@ -386,16 +386,17 @@ where
             flow.unverified_at = Some((now_ms(), span));
         }
         let r = &mut flow.report;
-        let mut known = lock(&flow.known);
         let mut stored = 0u64;
-        for e in batch
-            .events()
-            .filter(|e| d.stored.covers(e.source.0, e.source.1))
         {
-            known.add(e.timestamp, e.message);
-            stored += 1;
+            let mut known = lock(&flow.known);
+            for e in batch
+                .events()
+                .filter(|e| d.stored.covers(e.source.0, e.source.1))
+            {
+                known.add(e.timestamp, e.message);
+                stored += 1;
+            }
         }
-        drop(known);
         r.sent += stored.saturating_sub(d.verified);
         r.put_calls += d.calls;
         r.restamped += d.restamped;
@@ -418,7 +419,7 @@ where
         if let Some(source) = failure {
             return Err(ObjectError::Put {
                 key: self.key_str.to_string(),
-                source,
+                source: Box::new(source),
             });
         }
         recorded.map_err(|source| {

@@ -48,7 +48,7 @@ pub enum PutError {
         stream: String,
         #[source]
         source: PortError,
-        read: Option<PortError>,
+        read: Option<Box<PortError>>,
     },
 }
 
@@ -56,7 +56,7 @@ impl PutError {
     pub fn is_retryable(&self) -> bool {
         match self {
             PutError::Port { source, .. } => source.is_retryable(),
-            PutError::Unverified { read, .. } => read.as_ref().is_none_or(PortError::is_retryable),
+            PutError::Unverified { read, .. } => read.as_ref().is_none_or(|e| e.is_retryable()),
             PutError::GroupMissing(_) | PutError::RejectedTwice(_) => false,
         }
     }
@@ -417,7 +417,7 @@ impl<L: LogSink> Sender<L> {
             group: self.group.clone(),
             stream: stream.to_string(),
             source,
-            read,
+            read: read.map(Box::new),
         }
     }
 

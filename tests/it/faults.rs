@@ -97,20 +97,15 @@ pub struct Injected {
 
 /// Which `GetLogEvents` answers leave out the events of puts the emulator
 /// stored but whose answer was lost: a service slow to show what it stored.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Hide {
     /// Every read shows everything.
+    #[default]
     Nothing,
     /// The next `n` reads hide them.
     Reads(u64),
     /// Every read hides them until told otherwise (`hide(Hide::Nothing)`).
     UntilTold,
-}
-
-impl Default for Hide {
-    fn default() -> Self {
-        Hide::Nothing
-    }
 }
 
 #[derive(Default)]

@@ -133,6 +133,44 @@ pub fn verdict<'a>(
     }
 }
 
+/// Which of the batch's events the stream holds, event by event in batch
+/// order, beyond the copies `known` neighbours account for (of equal
+/// events, the first ones count as found).
+pub fn found(batch: &[(i64, &str)], stream: &[(i64, String)], known: &Known) -> Vec<bool> {
+    let mut left: HashMap<(i64, &str), u32> = HashMap::new();
+    for &(t, m) in batch {
+        left.entry((t, m)).or_default();
+    }
+    for (t, m) in stream {
+        if let Some(n) = left.get_mut(&(*t, m.as_str())) {
+            *n += 1;
+        }
+    }
+    for (&(t, m), n) in left.iter_mut() {
+        *n = n.saturating_sub(known.count(t, m));
+    }
+    batch
+        .iter()
+        .map(|&(t, m)| match left.get_mut(&(t, m)) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                true
+            }
+            _ => false,
+        })
+        .collect()
+}
+
+/// The one run of found events `[start, end)` of a partly stored batch:
+/// what a partial acceptance leaves (the service refuses the oldest events
+/// as too old or expired and the newest as too new, and stores the rest).
+/// `None` when the found events are not one run, or there are none.
+pub fn stored_run(found: &[bool]) -> Option<(usize, usize)> {
+    let start = found.iter().position(|&f| f)?;
+    let end = start + found[start..].iter().take_while(|&&f| f).count();
+    (!found[end..].contains(&true)).then_some((start, end))
+}
+
 /// What to do with a batch after reading its window back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decision {
@@ -216,6 +254,24 @@ mod tests {
         let mut with = before.clone();
         with.extend(events(&edge));
         assert_eq!(verdict(edge.into_iter(), &with, &known), Verdict::Stored);
+    }
+
+    #[test]
+    fn found_event_by_event_and_the_stored_run() {
+        let batch = [(1, "old"), (2, "a"), (2, "a"), (3, "b"), (9, "new")];
+        let mut known = Known::default();
+        known.add(2, "a");
+        // The neighbour's `a` plus one of the batch's; `b`; not the edges.
+        let stream = events(&[(2, "a"), (2, "a"), (3, "b")]);
+        let f = found(&batch, &stream, &known);
+        assert_eq!(f, [false, true, false, true, false]);
+        assert_eq!(stored_run(&f), None, "a hole: not a partial acceptance");
+        let stream = events(&[(2, "a"), (2, "a"), (2, "a"), (3, "b")]);
+        let f = found(&batch, &stream, &known);
+        assert_eq!(f, [false, true, true, true, false]);
+        assert_eq!(stored_run(&f), Some((1, 4)));
+        assert_eq!(stored_run(&[true, true]), Some((0, 2)));
+        assert_eq!(stored_run(&[false, false]), None);
     }
 
     #[test]

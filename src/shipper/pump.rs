@@ -15,12 +15,12 @@ use crate::core::events::Window;
 use crate::core::keys::ChunkKey;
 use crate::core::ranges::{RangeSet, overlaps};
 use crate::core::verify::{Decision, Known, Verdict};
-use crate::ports::{CheckpointStore, LogSink, Object, ObjectStore, PortError};
+use crate::ports::{CheckpointStore, LogSink, Object, ObjectStore, PortError, Rejected};
 use crate::shipper::Config;
 use crate::shipper::checkpoint::Checkpointer;
 use crate::shipper::outcome::{ObjectError, ShipReport};
 use crate::shipper::pipeline::{Corrupt, Pipeline};
-use crate::shipper::sink::{Delivered, PutError, Sender, Undelivered};
+use crate::shipper::sink::{Delivered, PutError, Sender, Undelivered, refused};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -95,6 +95,14 @@ struct Flow<'r> {
     /// are still to be read back.
     unverified: Vec<Unverified>,
     unverified_at: Option<(i64, (u64, u64))>,
+}
+
+/// What reading an unverified batch back found.
+enum Seen {
+    Stored,
+    /// Not (all) there: send it, or with a partial acceptance found, only
+    /// its refused events.
+    Send(Option<Rejected>),
 }
 
 fn lock(known: &Mutex<Known>) -> std::sync::MutexGuard<'_, Known> {
@@ -289,20 +297,26 @@ where
         self.wait(flow).await?;
         // Retries end where the margin begins: it is kept for the checkpoint.
         let until = self.deadline_ms - self.margin_ms;
-        if let Some(sent_before) = flow.unverified_for(&batch)
-            && self.read_back(flow, &batch, sent_before, until).await?
-        {
-            let d = Delivered {
-                verified: batch.len() as u64,
-                stored: RangeSet::from(batch.events().map(|e| e.source).collect::<Vec<_>>()),
-                ..Delivered::default()
-            };
-            return self.settle(flow, Ok((d, batch))).await;
+        let mut refused = None;
+        if let Some(sent_before) = flow.unverified_for(&batch) {
+            match self.read_back(flow, &batch, sent_before, until).await? {
+                Seen::Stored => {
+                    let d = Delivered {
+                        verified: batch.len() as u64,
+                        stored: RangeSet::from(
+                            batch.events().map(|e| e.source).collect::<Vec<_>>(),
+                        ),
+                        ..Delivered::default()
+                    };
+                    return self.settle(flow, Ok((d, batch))).await;
+                }
+                Seen::Send(r) => refused = r,
+            }
         }
         let (sender, stream, known) = (self.sender, self.stream, flow.known.clone());
         let mut call = async move {
             match sender
-                .deliver(stream, &batch, now_ms(), until, &known)
+                .deliver(stream, &batch, now_ms(), until, &known, refused)
                 .await
             {
                 Ok(d) => Ok((d, batch)),
@@ -320,17 +334,16 @@ where
         }
     }
 
-    /// A batch in an unverified range, read back before it is sent:
-    /// `Ok(true)` when it is stored already. Once one is not found, the
-    /// ones after it were never sent (one batch in flight, in file order)
-    /// and are not read.
+    /// A batch in an unverified range, read back before it is sent. Once
+    /// one is not found, the ones after it were never sent (one batch in
+    /// flight, in file order) and are not read.
     async fn read_back(
         &self,
         flow: &mut Flow<'r>,
         batch: &Batch,
         sent_before: i64,
         until: i64,
-    ) -> Result<bool, ObjectError> {
+    ) -> Result<Seen, ObjectError> {
         let known = lock(&flow.known).clone();
         let mut done = Delivered::default();
         let checked = (self.sender)
@@ -339,13 +352,14 @@ where
         flow.report.readback_calls += done.reads;
         flow.report.possible_duplicates += done.resent;
         match checked.decision {
-            Decision::Stored => Ok(true),
+            Decision::Stored => Ok(Seen::Stored),
             Decision::Send => {
-                tracing::info!(key = self.key_str, stream = self.stream, verdict = ?checked.verdict, events = batch.len(), "an unverified batch is not in the stream; sending it");
+                let refused = refused(&checked, batch.len());
+                tracing::info!(key = self.key_str, stream = self.stream, verdict = ?checked.verdict, events = batch.len(), partly_accepted = refused.is_some(), "an unverified batch is not (all) in the stream; sending what is missing");
                 if checked.verdict == Some(Verdict::Absent) {
                     flow.unverified.clear();
                 }
-                Ok(false)
+                Ok(Seen::Send(refused))
             }
             Decision::Undecided => {
                 let first = batch

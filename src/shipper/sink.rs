@@ -97,6 +97,20 @@ pub fn after_failure(err: &PortError, attempt: u32) -> Next {
     }
 }
 
+/// A batch found partly stored, as one run: the call was accepted but for
+/// the events before the run (too old, or expired) and after it (too new),
+/// which the service refused. Those are what is left to send, as after any
+/// partial acceptance (re-stamped), rather than the whole batch again.
+pub fn refused(checked: &Checked, len: usize) -> Option<Rejected> {
+    let (start, end) = checked.stored_run?;
+    let partial = checked.verdict == Some(crate::core::verify::Verdict::Partial);
+    (partial && checked.decision == Decision::Send).then_some(Rejected {
+        too_old_end: (start > 0).then_some(start),
+        too_new_start: (end < len).then_some(end),
+        expired_end: None,
+    })
+}
+
 /// Full jitter: a pause anywhere up to the rule's, so retries spread out.
 fn jitter(d: Duration) -> Duration {
     Duration::from_millis(fastrand::u64(
@@ -256,9 +270,15 @@ impl<L: LogSink> Sender<L> {
                 o.verified += n;
             }
             Decision::Send => {
-                done.resent += n;
-                o.resent += n;
-                self.resent_events.fetch_add(n, Ordering::Relaxed);
+                let found = refused(&checked, batch.len())
+                    .and(checked.stored_run)
+                    .map_or(0, |(a, b)| (b - a) as u64);
+                let resent = n - found;
+                done.verified += found;
+                o.verified += found;
+                done.resent += resent;
+                o.resent += resent;
+                self.resent_events.fetch_add(resent, Ordering::Relaxed);
             }
             Decision::Undecided => {}
         }
@@ -270,7 +290,9 @@ impl<L: LogSink> Sender<L> {
     /// rejects for their time are sent once more stamped with the current time
     /// (their text keeps the original). On failure, what was stored is reported.
     /// `known`: the events before the batch known to be stored, which a
-    /// read-back must not take for the batch's.
+    /// read-back must not take for the batch's. `refused`: the batch was
+    /// sent before and a read-back found it partly accepted; only the
+    /// refused events are sent, re-stamped.
     pub async fn deliver(
         &self,
         stream: &str,
@@ -278,11 +300,16 @@ impl<L: LogSink> Sender<L> {
         now_ms: i64,
         until_ms: i64,
         known: &Mutex<Known>,
+        refused: Option<Rejected>,
     ) -> Result<Delivered, Undelivered> {
         let mut done = Delivered::default();
-        let rejected = match self.put(stream, batch, &mut done, until_ms, known).await {
-            Ok(r) => r,
-            Err(error) => return Err(Undelivered { done, error }),
+        let earlier = refused.is_some();
+        let rejected = match refused {
+            Some(r) => r,
+            None => match self.put(stream, batch, &mut done, until_ms, known).await {
+                Ok(r) => r,
+                Err(error) => return Err(Undelivered { done, error }),
+            },
         };
         let kept = || {
             (batch.events().enumerate())
@@ -290,7 +317,12 @@ impl<L: LogSink> Sender<L> {
                 .map(|(_, e)| e)
         };
         done.stored = ranges_of(kept());
-        self.observe(kept());
+        if earlier {
+            // Stored by an earlier invocation, found by its read-back.
+            done.verified += kept().count() as u64;
+        } else {
+            self.observe(kept());
+        }
         if rejected.is_empty() {
             return Ok(done);
         }
@@ -357,6 +389,9 @@ impl<L: LogSink> Sender<L> {
                 Next::ReadBack => {
                     let checked = self.after_unknown(stream, batch, done, until_ms, known, &err);
                     let checked = checked.await;
+                    if let Some(r) = refused(&checked, batch.len()) {
+                        return Ok(r);
+                    }
                     match checked.decision {
                         Decision::Stored => return Ok(Rejected::default()),
                         Decision::Send if attempt < MAX_ATTEMPTS => Duration::ZERO,

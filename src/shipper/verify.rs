@@ -5,7 +5,7 @@
 //! event to become visible.
 
 use crate::core::batch::Batch;
-use crate::core::verify::{Decision, Known, Verdict, decide, verdict, window};
+use crate::core::verify::{Decision, Known, Verdict, decide, found, stored_run, verdict, window};
 use crate::ports::{LogSink, PortError};
 use std::time::Duration;
 
@@ -34,6 +34,10 @@ pub struct Checked {
     pub decision: Decision,
     /// What the last read showed (`None`: it failed, or no read was made).
     pub verdict: Option<Verdict>,
+    /// A `Partial` batch's found events, when they are one run `[start,
+    /// end)` of it: the rest was refused for its time, as a partial
+    /// acceptance does, and is what is left to send (re-stamped).
+    pub stored_run: Option<(usize, usize)>,
     /// `GetLogEvents` requests made.
     pub reads: u64,
     /// The last read's error, when it failed.
@@ -52,6 +56,7 @@ impl<L: LogSink> Readback<'_, L> {
         let mut checked = Checked {
             decision: Decision::Undecided,
             verdict: None,
+            stored_run: None,
             reads: 0,
             error: None,
         };
@@ -68,13 +73,22 @@ impl<L: LogSink> Readback<'_, L> {
                 tokio::time::sleep(Duration::from_millis(pause)).await;
             }
             checked.reads += 1;
+            checked.stored_run = None;
             let read = self
                 .sink
                 .events_between(self.group, self.stream, from, to)
                 .await;
             let pages = batch.events().map(|e| (e.timestamp, e.message));
             (checked.verdict, checked.error) = match read {
-                Ok(events) => (Some(verdict(pages, &events, known)), None),
+                Ok(events) => {
+                    let v = verdict(pages, &events, known);
+                    if v == Verdict::Partial {
+                        let ours: Vec<(i64, &str)> =
+                            batch.events().map(|e| (e.timestamp, e.message)).collect();
+                        checked.stored_run = stored_run(&found(&ours, &events, known));
+                    }
+                    (Some(v), None)
+                }
                 Err(e) => (None, Some(e)),
             };
             checked.decision = decide(checked.verdict, now_ms(), sent_before_ms, self.bound_ms);

@@ -186,6 +186,8 @@ impl LogSink for MemorySink {
         stream: &str,
         from_ms: i64,
         to_ms: i64,
+        // Kept events carry no ingestion time: every one counts.
+        _ingested: (i64, i64),
     ) -> Result<Vec<(i64, String)>, PortError> {
         let mut found: Vec<(i64, String)> = self
             .events(group, stream)

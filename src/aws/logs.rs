@@ -134,7 +134,9 @@ impl LogSink for CloudWatchLogs {
         stream: &str,
         from_ms: i64,
         to_ms: i64,
+        ingested: (i64, i64),
     ) -> Result<Vec<(i64, String)>, PortError> {
+        let (since, until) = ingested;
         let mut out = Vec::new();
         let mut token: Option<String> = None;
         for _ in 0..MAX_READ_PAGES {
@@ -157,6 +159,10 @@ impl LogSink for CloudWatchLogs {
             };
             out.extend(
                 (page.events().iter())
+                    .filter(|e| {
+                        e.ingestion_time()
+                            .is_none_or(|i| (since..=until).contains(&i))
+                    })
                     .filter_map(|e| Some((e.timestamp()?, e.message()?.to_string())))
                     .filter(|(t, _)| (from_ms..=to_ms).contains(t)),
             );

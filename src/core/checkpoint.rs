@@ -44,6 +44,16 @@ pub struct Unverified {
     /// read-back that finds nothing is believed once the service's
     /// visibility bound has passed since.
     pub sent_before: DateTime<Utc>,
+    /// No such call was made earlier: events ingested before are another
+    /// range's (identical lines at the same second are common). `None`:
+    /// not known, every ingestion time counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_after: Option<DateTime<Utc>>,
+    /// `sent_before` also ends the ingestion window: the calls ended then
+    /// (a call of unknown outcome). Not so for an expired lease: its owner
+    /// may be stalled rather than dead, and put later.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended: bool,
 }
 
 /// What the document says of a chunk's file when its lease is taken: the
@@ -60,6 +70,10 @@ pub struct Lease {
     pub range: (u64, u64),
     pub owner: String,
     pub expires_at: DateTime<Utc>,
+    /// When it was taken: its owner put nothing of the range before, so a
+    /// read-back after it expired looks at what was ingested since (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -162,20 +176,31 @@ impl Checkpoint {
                 state.leases.drain(..).partition(|l| l.expires_at <= now);
             state.leases = kept;
             for l in gone {
-                state.add_unverified(l.range, l.expires_at);
+                state.add_unverified(Unverified {
+                    range: l.range,
+                    sent_before: l.expires_at,
+                    sent_after: l.taken_at,
+                    ended: false,
+                });
             }
         }
     }
 
-    /// Marks `range` of `key`'s file unverified: a call of unknown outcome
-    /// may have stored its events before `sent_before`.
+    /// Marks `range` of `key`'s file unverified: a call of unknown outcome,
+    /// made between `sent_after` and `sent_before`, may have stored its events.
     pub fn mark_unverified(
         &mut self,
         key: &ChunkKey,
         range: (u64, u64),
+        sent_after: DateTime<Utc>,
         sent_before: DateTime<Utc>,
     ) {
-        self.file_mut(key).add_unverified(range, sent_before);
+        self.file_mut(key).add_unverified(Unverified {
+            range,
+            sent_before,
+            sent_after: Some(sent_after),
+            ended: true,
+        });
     }
 
     pub fn try_lease(
@@ -201,11 +226,17 @@ impl Checkpoint {
                 expires_at: l.expires_at,
             };
         }
+        // Taken again by its owner (a retry within the invocation): since the first time.
+        let taken_at = (state.leases.iter())
+            .find(|l| l.owner == owner)
+            .and_then(|l| l.taken_at)
+            .unwrap_or(now);
         state.leases.retain(|l| l.owner != owner);
         state.leases.push(Lease {
             range,
             owner: owner.to_string(),
             expires_at,
+            taken_at: Some(taken_at),
         });
         self.updated_at = now;
         LeaseOutcome::Taken
@@ -235,15 +266,21 @@ impl Checkpoint {
 }
 
 impl FileState {
-    /// One entry per range, with the latest `sent_before` (the later time
-    /// is the one a read-back must wait for).
-    fn add_unverified(&mut self, range: (u64, u64), sent_before: DateTime<Utc>) {
+    /// One entry per range, spanning every call that may have stored it:
+    /// the latest `sent_before` (the one a read-back must wait for), the
+    /// earliest `sent_after`, ended only if all of them ended.
+    fn add_unverified(&mut self, new: Unverified) {
+        let range = new.range;
         if range.0 >= range.1 || self.shipped.covers(range.0, range.1) {
             return;
         }
         match self.unverified.iter_mut().find(|u| u.range == range) {
-            Some(u) => u.sent_before = u.sent_before.max(sent_before),
-            None => self.unverified.push(Unverified { range, sent_before }),
+            Some(u) => {
+                u.sent_before = u.sent_before.max(new.sent_before);
+                u.sent_after = u.sent_after.zip(new.sent_after).map(|(a, b)| a.min(b));
+                u.ended &= new.ended;
+            }
+            None => self.unverified.push(new),
         }
     }
 }
@@ -305,6 +342,7 @@ mod tests {
         c.mark_unverified(
             &key(0, 0),
             (6_291_456, 7_340_032),
+            at("2026-11-24T09:57:59Z"),
             at("2026-11-24T09:58:00Z"),
         );
         // The fixture is pretty-printed; what is written is the same
@@ -318,7 +356,12 @@ mod tests {
     fn reads_v1_documents_and_writes_them_as_v2() {
         let v1 = include_str!("../../tests/fixtures/checkpoint_v1.json");
         let doc = Checkpoint::decode(v1.as_bytes()).unwrap();
-        assert_eq!(doc, example());
+        // A v1 lease does not say when it was taken.
+        let mut want = example();
+        for state in want.files.values_mut().flat_map(|g| g.values_mut()) {
+            state.leases.iter_mut().for_each(|l| l.taken_at = None);
+        }
+        assert_eq!(doc, want);
         assert!(
             doc.files
                 .values()
@@ -366,7 +409,9 @@ mod tests {
             seen.unverified,
             [Unverified {
                 range: (0, 100),
-                sent_before: t1
+                sent_before: t1,
+                sent_after: Some(t0),
+                ended: false,
             }]
         );
         // A released lease leaves nothing to verify.
@@ -381,10 +426,12 @@ mod tests {
             1,
             "70..100 still open"
         );
-        c.mark_unverified(&key(0, 100), (0, 100), later);
+        c.mark_unverified(&key(0, 100), (0, 100), later, later);
         let u = &c.recorded(&key(0, 100)).unverified;
         assert_eq!(u.len(), 1, "one entry per range");
         assert_eq!(u[0].sent_before, later, "the later time is kept");
+        assert_eq!(u[0].sent_after, Some(t0), "the earlier time is kept");
+        assert!(!u[0].ended, "the lease's calls had no end");
         assert!(
             c.recorded(&key(100, 200)).unverified.is_empty(),
             "no overlap"

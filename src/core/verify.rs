@@ -5,10 +5,15 @@
 //! may or may not have stored its events. The stream tells: a batch is a
 //! contiguous range of one file, and its stream holds that file's events, so
 //! within the batch's window `[first, last]` timestamp the stream holds the
-//! batch's events (if stored) plus events of neighbouring ranges that share a
-//! timestamp with it. Those neighbours are subtracted before comparing: the
-//! ones before the batch in its chunk are known (`Known`), the ones after it
-//! were only sent if the batch was (one batch in flight, in file order).
+//! batch's events (if stored) plus events of other ranges that share a
+//! timestamp with it — an access log repeats one line hundreds of times in
+//! one second, across many objects. The caller reads only what was ingested
+//! while the calls that may have stored the batch were made, which leaves
+//! out every other range stored before or after them; what it still holds
+//! of other ranges (`Known`: the chunk's events stored by the same calls'
+//! invocation before the batch) is subtracted. The count must then match
+//! exactly: more copies than the batch means ranges the reader cannot tell
+//! apart from it, and the batch is not taken as stored.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -93,6 +98,9 @@ pub enum Verdict {
     /// Some but not all: events refused for their time while the rest was
     /// stored, or events still becoming visible.
     Partial,
+    /// More copies of some of its events than the batch holds: identical
+    /// events of another range in the window. Not decidable from the stream.
+    Excess,
 }
 
 /// The time window to read for a batch, both ends included.
@@ -120,16 +128,18 @@ pub fn verdict<'a>(
             w.1 += 1;
         }
     }
-    let (mut full, mut none) = (true, true);
+    let (mut full, mut none, mut excess) = (true, true, false);
     for (&(t, m), &(wanted, seen)) in &want {
-        let ours = seen.saturating_sub(known.count(t, m)).min(wanted);
+        let ours = seen.saturating_sub(known.count(t, m));
         full &= ours == wanted;
         none &= ours == 0;
+        excess |= ours > wanted;
     }
-    match (full, none) {
-        (true, _) => Verdict::Stored,
-        (false, true) => Verdict::Absent,
-        (false, false) => Verdict::Partial,
+    match (excess, full, none) {
+        (true, _, _) => Verdict::Excess,
+        (false, true, _) => Verdict::Stored,
+        (false, false, true) => Verdict::Absent,
+        (false, false, false) => Verdict::Partial,
     }
 }
 
@@ -195,7 +205,7 @@ pub fn decide(
 ) -> Decision {
     match verdict {
         Some(Verdict::Stored) => Decision::Stored,
-        Some(Verdict::Absent | Verdict::Partial)
+        Some(Verdict::Absent | Verdict::Partial | Verdict::Excess)
             if now_ms >= sent_before_ms.saturating_add(bound_ms) =>
         {
             Decision::Send
@@ -243,11 +253,20 @@ mod tests {
         // Absent: the stream holds the three before it only.
         let before = events(&[(10, x), (10, x), (10, x)]);
         assert_eq!(verdict(batch.into_iter(), &before, &known), Verdict::Absent);
-        // Stored, and the batch after it too.
+        // Stored.
         let mut all = before.clone();
         all.extend(events(&batch));
-        all.extend(events(&[(12, y), (12, y), (12, y), (12, y)]));
         assert_eq!(verdict(batch.into_iter(), &all, &known), Verdict::Stored);
+        // The batch after it, stored by a later call, is only read if the
+        // ingestion window was too wide: then nothing can be told.
+        all.extend(events(&[(12, y), (12, y), (12, y), (12, y)]));
+        assert_eq!(verdict(batch.into_iter(), &all, &known), Verdict::Excess);
+        let after_only = events(&[(12, y), (12, y)]);
+        assert_eq!(
+            verdict(batch.into_iter(), &after_only, &known),
+            Verdict::Partial,
+            "identical lines of another range are never the batch's"
+        );
         // A batch of edge lines only, absent: the neighbours' copies do not count.
         let edge = [(10, x), (10, x)];
         assert_eq!(verdict(edge.into_iter(), &before, &known), Verdict::Absent);
@@ -298,6 +317,8 @@ mod tests {
         assert_eq!(decide(Some(Verdict::Absent), 159, 100, 60), Undecided);
         assert_eq!(decide(Some(Verdict::Absent), 160, 100, 60), Send);
         assert_eq!(decide(Some(Verdict::Partial), 160, 100, 60), Send);
+        assert_eq!(decide(Some(Verdict::Excess), 159, 100, 60), Undecided);
+        assert_eq!(decide(Some(Verdict::Excess), 160, 100, 60), Send);
         assert_eq!(
             decide(None, i64::MAX, 100, 60),
             Undecided,

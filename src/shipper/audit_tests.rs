@@ -172,6 +172,7 @@ fn an_object_with_bytes_not_shipped_is_unshipped_with_those_bytes() {
         range: (25, 40),
         owner: "req-9/0.0#0".into(),
         expires_at: lease_end,
+        taken_at: None,
     });
     let other = FileRange {
         file: "localhost.log".into(),
@@ -198,6 +199,7 @@ fn leases_past_expiry_are_stuck() {
         range: (10, 20),
         owner: "req-1/0.0".into(),
         expires_at: expired,
+        taken_at: None,
     });
     let f = findings(&input(cp, vec![chunk(0, 10), chunk(10, 20)]));
     assert_eq!(f.len(), 2, "{f:?}");
@@ -229,6 +231,8 @@ fn unverified_ranges_are_reported() {
         state.unverified.push(Unverified {
             range,
             sent_before: sent,
+            sent_after: None,
+            ended: false,
         });
     }
     let f = findings(&input(cp, vec![chunk(0, 10), chunk(10, 20)]));
@@ -444,6 +448,7 @@ fn a_generation_that_is_no_number_is_named_once() {
         range: (0, 5),
         owner: "req-1/0.0".into(),
         expires_at: now() - Duration::minutes(1),
+        taken_at: None,
     });
     assert_eq!(
         findings(&input(cp, vec![chunk(0, 10)])),

@@ -81,8 +81,13 @@ struct Unrecorded {
     unverified: Option<Unsettled>,
 }
 
-/// A source range a call of unknown outcome may have stored, and when.
-pub type Unsettled = (chrono::DateTime<chrono::Utc>, (u64, u64));
+/// A source range a call of unknown outcome may have stored, and between
+/// which times it was made.
+pub type Unsettled = (
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+    (u64, u64),
+);
 
 impl Unrecorded {
     fn shipped(key: &ChunkKey, shipped: RangeSet) -> Self {
@@ -156,8 +161,8 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
             let now = chrono::Utc::now();
             for u in &state.unrecorded {
                 doc.record(&u.key, &u.shipped, u.release.as_deref(), now);
-                if let Some((sent_before, range)) = u.unverified {
-                    doc.mark_unverified(&u.key, range, sent_before);
+                if let Some((sent_after, sent_before, range)) = u.unverified {
+                    doc.mark_unverified(&u.key, range, sent_after, sent_before);
                 }
             }
             let (result, write) = intent(&mut doc);

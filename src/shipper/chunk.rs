@@ -81,8 +81,9 @@ pub fn settle(key: &ChunkKey, name: &str, pumped: Pumped) -> Settlement {
         report,
         unverified_at,
     } = pumped;
+    let at = DateTime::from_timestamp_millis;
     let unverified =
-        unverified_at.and_then(|(t, range)| Some((DateTime::from_timestamp_millis(t)?, range)));
+        unverified_at.and_then(|(after, before, range)| Some((at(after)?, at(before)?, range)));
     match end {
         PumpEnd::Complete => {
             // The whole range, blank lines and already shipped parts included.

@@ -25,7 +25,6 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
 use futures::{FutureExt, StreamExt};
-use std::sync::{Arc, Mutex};
 
 /// How the pump ended.
 #[derive(Debug)]
@@ -46,7 +45,7 @@ pub struct Pumped {
     /// A call of unknown outcome left undecided: when (ms since the epoch),
     /// and the source range of its batch, which the checkpoint marks
     /// unverified (the batches after it were never sent).
-    pub unverified_at: Option<(i64, (u64, u64))>,
+    pub unverified_at: Option<UnsettledAt>,
 }
 
 pub struct Pump<'r, O, C, L> {
@@ -88,13 +87,26 @@ struct Flow<'r> {
     /// Batches delivered since the last progress write.
     unwritten: u32,
     /// The chunk's events before the batch in hand that are in the stream
-    /// (shipped before, or handled by this pump): a read-back subtracts them.
-    /// Shared with the call in flight, which reads it only to read back.
-    known: Arc<Mutex<Known>>,
+    /// (shipped before, or handled by this pump): the read-back of an
+    /// expired lease's batch subtracts them.
+    known: Known,
     /// The unverified ranges overlapping the chunk, while batches in them
     /// are still to be read back.
     unverified: Vec<Unverified>,
-    unverified_at: Option<(i64, (u64, u64))>,
+    unverified_at: Option<UnsettledAt>,
+}
+
+/// A batch a call of unknown outcome left undecided: when it was first
+/// tried and when the call ended (ms since the epoch), and its source span.
+pub type UnsettledAt = (i64, i64, (u64, u64));
+
+/// How to read an unverified batch back: no call that may have stored it
+/// was made after `sent_before` (ms), and its copies were ingested within
+/// `ingested`; `known` is subtracted.
+struct Pending {
+    sent_before: i64,
+    ingested: (i64, i64),
+    subtract_known: bool,
 }
 
 /// What reading an unverified batch back found.
@@ -105,27 +117,36 @@ enum Seen {
     Send(Option<Rejected>),
 }
 
-fn lock(known: &Mutex<Known>) -> std::sync::MutexGuard<'_, Known> {
-    known.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 impl Flow<'_> {
-    /// When the batch lies in an unverified range: the latest time a call
-    /// that may have stored it was made.
-    fn unverified_for(&self, batch: &Batch) -> Option<i64> {
-        (self.unverified.iter())
+    /// When the batch lies in unverified ranges: how to read it back, over
+    /// every call that may have stored it. A call of unknown outcome bounds
+    /// the ingestion window on both sides and left nothing else of the
+    /// chunk in it; an expired lease only from when it was taken (its owner
+    /// may have been stalled, not dead), and the chunk's events its owner
+    /// stored before the batch are in the window too.
+    fn unverified_for(&self, batch: &Batch) -> Option<Pending> {
+        let mine: Vec<&Unverified> = (self.unverified.iter())
             .filter(|u| batch.events().any(|e| overlaps(u.range, e.source)))
+            .collect();
+        let sent_before = mine
+            .iter()
             .map(|u| u.sent_before.timestamp_millis())
-            .max()
+            .max()?;
+        let since = (mine.iter())
+            .map(|u| u.sent_after.map_or(i64::MIN, |t| t.timestamp_millis()))
+            .min()
+            .unwrap_or(i64::MIN);
+        let ended = mine.iter().all(|u| u.ended);
+        Some(Pending {
+            sent_before,
+            ingested: (since, if ended { sent_before } else { i64::MAX }),
+            subtract_known: !ended,
+        })
     }
 
-    fn absorb_skipped(&self, pipeline: &mut Pipeline) {
-        let skipped = pipeline.take_skipped();
-        if !skipped.is_empty() {
-            let mut known = lock(&self.known);
-            for (t, d) in skipped {
-                known.add_digest(t, d);
-            }
+    fn absorb_skipped(&mut self, pipeline: &mut Pipeline) {
+        for (t, d) in pipeline.take_skipped() {
+            self.known.add_digest(t, d);
         }
     }
 }
@@ -150,7 +171,7 @@ where
             report: ShipReport::default(),
             spare: None,
             unwritten: 0,
-            known: Arc::default(),
+            known: Known::default(),
             unverified,
             unverified_at: None,
         };
@@ -298,8 +319,8 @@ where
         // Retries end where the margin begins: it is kept for the checkpoint.
         let until = self.deadline_ms - self.margin_ms;
         let mut refused = None;
-        if let Some(sent_before) = flow.unverified_for(&batch) {
-            match self.read_back(flow, &batch, sent_before, until).await? {
+        if let Some(pending) = flow.unverified_for(&batch) {
+            match self.read_back(flow, &batch, pending, until).await? {
                 Seen::Stored => {
                     let d = Delivered {
                         verified: batch.len() as u64,
@@ -313,10 +334,10 @@ where
                 Seen::Send(r) => refused = r,
             }
         }
-        let (sender, stream, known) = (self.sender, self.stream, flow.known.clone());
+        let (sender, stream) = (self.sender, self.stream);
         let mut call = async move {
             match sender
-                .deliver(stream, &batch, now_ms(), until, &known, refused)
+                .deliver(stream, &batch, now_ms(), until, refused)
                 .await
             {
                 Ok(d) => Ok((d, batch)),
@@ -341,13 +362,27 @@ where
         &self,
         flow: &mut Flow<'r>,
         batch: &Batch,
-        sent_before: i64,
+        pending: Pending,
         until: i64,
     ) -> Result<Seen, ObjectError> {
-        let known = lock(&flow.known).clone();
+        let none = Known::default();
+        let known = if pending.subtract_known {
+            &flow.known
+        } else {
+            &none
+        };
         let mut done = Delivered::default();
+        let (sent_before, ingested) = (pending.sent_before, pending.ingested);
         let checked = (self.sender)
-            .read_back(self.stream, batch, &known, sent_before, until, &mut done)
+            .read_back(
+                self.stream,
+                batch,
+                known,
+                sent_before,
+                ingested,
+                until,
+                &mut done,
+            )
             .await;
         flow.report.readback_calls += done.reads;
         flow.report.possible_duplicates += done.resent;
@@ -394,22 +429,19 @@ where
             Ok((d, b)) => (d, None, b),
             Err((u, b)) => (u.done, Some(u.error), b),
         };
-        if matches!(failure, Some(PutError::Unverified { .. })) {
+        if let Some(PutError::Unverified { sent_after_ms, .. }) = &failure {
             let sources = batch.events().map(|e| e.source);
             let span = sources.fold((u64::MAX, 0), |(a, b), (s, e)| (a.min(s), b.max(e)));
-            flow.unverified_at = Some((now_ms(), span));
+            flow.unverified_at = Some((*sent_after_ms, now_ms(), span));
         }
         let r = &mut flow.report;
         let mut stored = 0u64;
+        for e in batch
+            .events()
+            .filter(|e| d.stored.covers(e.source.0, e.source.1))
         {
-            let mut known = lock(&flow.known);
-            for e in batch
-                .events()
-                .filter(|e| d.stored.covers(e.source.0, e.source.1))
-            {
-                known.add(e.timestamp, e.message);
-                stored += 1;
-            }
+            flow.known.add(e.timestamp, e.message);
+            stored += 1;
         }
         r.sent += stored.saturating_sub(d.verified);
         r.put_calls += d.calls;

@@ -49,6 +49,8 @@ pub enum PutError {
         #[source]
         source: PortError,
         read: Option<Box<PortError>>,
+        /// When the batch was first tried (ms since the epoch).
+        sent_after_ms: i64,
     },
 }
 
@@ -241,14 +243,17 @@ impl<L: LogSink> Sender<L> {
         self.resent_events.load(Ordering::Relaxed)
     }
 
-    /// Reads `batch` back from `stream` (see `verify.rs`); the reads are
-    /// counted in `done`. `until_ms`: no read starts later.
+    /// Reads `batch` back from `stream` (see `verify.rs`) among what was
+    /// ingested within `ingested`; the reads are counted in `done`.
+    /// `until_ms`: no read starts later.
+    #[allow(clippy::too_many_arguments)]
     pub async fn read_back(
         &self,
         stream: &str,
         batch: &Batch,
         known: &Known,
         sent_before_ms: i64,
+        ingested: (i64, i64),
         until_ms: i64,
         done: &mut Delivered,
     ) -> Checked {
@@ -259,7 +264,7 @@ impl<L: LogSink> Sender<L> {
             bound_ms: self.visibility_bound_ms,
             until_ms,
         };
-        let checked = readback.check(batch, known, sent_before_ms).await;
+        let checked = readback.check(batch, known, sent_before_ms, ingested).await;
         done.reads += checked.reads;
         let n = batch.len() as u64;
         let mut o = self.observed.lock().unwrap_or_else(|p| p.into_inner());
@@ -289,8 +294,7 @@ impl<L: LogSink> Sender<L> {
     /// Delivers one batch; no retry starts after `until_ms`. Events the service
     /// rejects for their time are sent once more stamped with the current time
     /// (their text keeps the original). On failure, what was stored is reported.
-    /// `known`: the events before the batch known to be stored, which a
-    /// read-back must not take for the batch's. `refused`: the batch was
+    /// `refused`: the batch was
     /// sent before and a read-back found it partly accepted; only the
     /// refused events are sent, re-stamped.
     pub async fn deliver(
@@ -299,14 +303,13 @@ impl<L: LogSink> Sender<L> {
         batch: &Batch,
         now_ms: i64,
         until_ms: i64,
-        known: &Mutex<Known>,
         refused: Option<Rejected>,
     ) -> Result<Delivered, Undelivered> {
         let mut done = Delivered::default();
         let earlier = refused.is_some();
         let rejected = match refused {
             Some(r) => r,
-            None => match self.put(stream, batch, &mut done, until_ms, known).await {
+            None => match self.put(stream, batch, &mut done, until_ms).await {
                 Ok(r) => r,
                 Err(error) => return Err(Undelivered { done, error }),
             },
@@ -343,11 +346,9 @@ impl<L: LogSink> Sender<L> {
             "CloudWatch Logs rejected events for their timestamps; re-sending them stamped with the current time"
         );
         done.restamped += count as u64;
-        // Stamped now: no event of the file shares their times.
-        let none = Mutex::new(Known::default());
         (self.observed.lock().unwrap_or_else(|p| p.into_inner())).restamped += count as u64;
         for b in again {
-            match self.put(stream, &b, &mut done, until_ms, &none).await {
+            match self.put(stream, &b, &mut done, until_ms).await {
                 Ok(r) if r.is_empty() => {
                     done.stored.union(&ranges_of(b.events()));
                     self.observe(b.events());
@@ -373,9 +374,10 @@ impl<L: LogSink> Sender<L> {
         batch: &Batch,
         done: &mut Delivered,
         until_ms: i64,
-        known: &Mutex<Known>,
     ) -> Result<Rejected, PutError> {
         let mut attempt = 0;
+        // Nothing of the batch was ingested before its first try.
+        let first_sent = chrono::Utc::now().timestamp_millis();
         loop {
             attempt += 1;
             let err = match self.put_once(stream, batch, done).await {
@@ -387,7 +389,8 @@ impl<L: LogSink> Sender<L> {
                 Next::Retry(p) => jitter(p),
                 Next::GiveUp => return Err(self.port_error(stream, err)),
                 Next::ReadBack => {
-                    let checked = self.after_unknown(stream, batch, done, until_ms, known, &err);
+                    let checked =
+                        self.after_unknown(stream, batch, done, until_ms, first_sent, &err);
                     let checked = checked.await;
                     if let Some(r) = refused(&checked, batch.len()) {
                         return Ok(r);
@@ -397,7 +400,8 @@ impl<L: LogSink> Sender<L> {
                         Decision::Send if attempt < MAX_ATTEMPTS => Duration::ZERO,
                         Decision::Send => return Err(self.port_error(stream, err)),
                         Decision::Undecided => {
-                            return Err(self.unverified(stream, err, checked.error, done));
+                            let read = checked.error;
+                            return Err(self.unverified(stream, err, read, first_sent, done));
                         }
                     }
                 }
@@ -410,14 +414,17 @@ impl<L: LogSink> Sender<L> {
         }
     }
 
-    /// A call of unknown outcome: counted, then read back.
+    /// A call of unknown outcome: counted, then read back among what was
+    /// ingested since the batch's first try. The stream's calls take turns
+    /// (one batch in flight per stream and invocation), so that holds this
+    /// batch's copies and nothing of the ranges stored before it.
     async fn after_unknown(
         &self,
         stream: &str,
         batch: &Batch,
         done: &mut Delivered,
         until_ms: i64,
-        known: &Mutex<Known>,
+        first_sent: i64,
         err: &PortError,
     ) -> Checked {
         let n = batch.len() as u64;
@@ -427,8 +434,9 @@ impl<L: LogSink> Sender<L> {
         self.unknown_events.fetch_add(n, Ordering::Relaxed);
         tracing::warn!(group = self.group, stream, events = n, error = %err, "PutLogEvents outcome unknown; reading the stream back before sending again");
         let sent_before = chrono::Utc::now().timestamp_millis();
-        let known = known.lock().unwrap_or_else(|p| p.into_inner()).clone();
-        let checked = (self.read_back(stream, batch, &known, sent_before, until_ms, done)).await;
+        let (none, ingested) = (Known::default(), (first_sent, i64::MAX));
+        let checked = self.read_back(stream, batch, &none, sent_before, ingested, until_ms, done);
+        let checked = checked.await;
         if checked.decision == Decision::Send {
             tracing::warn!(group = self.group, stream, events = n, verdict = ?checked.verdict, "not found in the stream within the visibility bound; sending again (a duplicate only if CloudWatch Logs had stored it and takes longer than the bound to show it)");
         }
@@ -440,6 +448,7 @@ impl<L: LogSink> Sender<L> {
         stream: &str,
         source: PortError,
         read: Option<PortError>,
+        sent_after_ms: i64,
         done: &Delivered,
     ) -> PutError {
         tracing::warn!(
@@ -453,6 +462,7 @@ impl<L: LogSink> Sender<L> {
             stream: stream.to_string(),
             source,
             read: read.map(Box::new),
+            sent_after_ms,
         }
     }
 

@@ -51,8 +51,15 @@ fn now_ms() -> i64 {
 impl<L: LogSink> Readback<'_, L> {
     /// Reads the batch's window until it decides, at most
     /// `READS_PER_CHECK` times. `sent_before_ms`: no call that may have
-    /// stored the batch was made after it.
-    pub async fn check(&self, batch: &Batch, known: &Known, sent_before_ms: i64) -> Checked {
+    /// stored the batch was made after it; `ingested`: the window of
+    /// ingestion times in which those calls may have stored it.
+    pub async fn check(
+        &self,
+        batch: &Batch,
+        known: &Known,
+        sent_before_ms: i64,
+        ingested: (i64, i64),
+    ) -> Checked {
         let mut checked = Checked {
             decision: Decision::Undecided,
             verdict: None,
@@ -76,7 +83,7 @@ impl<L: LogSink> Readback<'_, L> {
             checked.stored_run = None;
             let read = self
                 .sink
-                .events_between(self.group, self.stream, from, to)
+                .events_between(self.group, self.stream, from, to, ingested)
                 .await;
             let pages = batch.events().map(|e| (e.timestamp, e.message));
             (checked.verdict, checked.error) = match read {

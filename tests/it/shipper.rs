@@ -288,9 +288,10 @@ impl<L: LogSink> LogSink for FailingSink<L> {
         stream: &str,
         from_ms: i64,
         to_ms: i64,
+        ingested: (i64, i64),
     ) -> Result<Vec<(i64, String)>, PortError> {
         self.inner
-            .events_between(group, stream, from_ms, to_ms)
+            .events_between(group, stream, from_ms, to_ms, ingested)
             .await
     }
 }

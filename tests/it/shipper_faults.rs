@@ -106,24 +106,49 @@ fn count(want: &[(i64, String)], got: &[(i64, String)]) -> Counts {
     c
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faults_on_s3_and_logs_lose_nothing_and_duplicate_only_what_is_counted() {
-    let rig = Rig::new("faults").await;
-    let mut keys = Vec::new();
-    for (file, _) in FILES {
-        let content = corpus(file);
-        for (a, b) in chunk_bounds(file, &content, 12) {
-            keys.push(rig.upload_chunk(file, &content, a, b).await);
-        }
+/// The fault schedules run: `LOGDROP_TEST_FAULT_SEEDS` (comma-separated)
+/// picks others, for a longer look or to compare builds seed by seed.
+fn seeds() -> Vec<u64> {
+    let chosen = std::env::var("LOGDROP_TEST_FAULT_SEEDS").unwrap_or_default();
+    let parsed: Vec<u64> = chosen
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    if parsed.is_empty() {
+        vec![7, 2, 3]
+    } else {
+        parsed
     }
-    faults_lose_nothing(&rig, &keys, true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn faults_on_s3_and_logs_lose_nothing_and_duplicate_nothing() {
+    for seed in seeds() {
+        let rig = Rig::new(&format!("faults-{seed}")).await;
+        let mut keys = Vec::new();
+        for (file, _) in FILES {
+            let content = corpus(file);
+            for (a, b) in chunk_bounds(file, &content, 12) {
+                keys.push(rig.upload_chunk(file, &content, a, b).await);
+            }
+        }
+        faults_lose_nothing(&rig, &keys, seed, true).await;
+    }
 }
 
 /// The same schedule on layout v2: segment `i` holds chunk `i` of every file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn faults_on_segments_lose_nothing_and_duplicate_only_what_is_counted() {
+async fn faults_on_segments_lose_nothing_and_duplicate_nothing() {
+    for seed in seeds() {
+        let rig = Rig::new(&format!("faults-v2-{seed}")).await;
+        let keys = upload_segments(&rig).await;
+        faults_lose_nothing(&rig, &keys, seed, false).await;
+    }
+}
+
+/// Segment `i` holds chunk `i` of every file; returns their keys.
+async fn upload_segments(rig: &Rig) -> Vec<String> {
     use logdrop::core::segment::{self, PartBody, SegmentKey};
-    let rig = Rig::new("faults-v2").await;
     let bounds: Vec<_> = FILES
         .iter()
         .map(|(f, _)| chunk_bounds(f, &corpus(f), 12))
@@ -154,13 +179,13 @@ async fn faults_on_segments_lose_nothing_and_duplicate_only_what_is_counted() {
         rig.put_raw(&key, segment::encode(&parts)).await;
         keys.push(key);
     }
-    faults_lose_nothing(&rig, &keys, false).await;
+    keys
 }
 
-/// Ships `keys` through a seeded fault schedule until every record succeeds,
-/// then checks the exact counts. `known_schedule`: the v1 keys of the
-/// default seed, whose faults are known to hit every kind of call.
-async fn faults_lose_nothing(rig: &Rig, keys: &[String], known_schedule: bool) {
+/// Ships `keys` through fault schedule `seed` until every record succeeds,
+/// then checks the exact counts. `known_schedule`: the v1 keys, whose
+/// faults under seed 7 are known to hit every kind of call.
+async fn faults_lose_nothing(rig: &Rig, keys: &[String], seed: u64, known_schedule: bool) {
     let ops = &[
         "logs:PutLogEvents",
         "logs:CreateLogStream",
@@ -175,11 +200,6 @@ async fn faults_lose_nothing(rig: &Rig, keys: &[String], known_schedule: bool) {
         Fault::ResetAfter,
         Fault::CutBody,
     ];
-    // `LOGDROP_TEST_FAULT_SEED` picks another schedule, for a longer look.
-    let seed = std::env::var("LOGDROP_TEST_FAULT_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(7);
     let proxy = FaultProxy::start(&moto().endpoint, seeded(seed, 0.2, ops, all)).await;
     // moto shows a stored event at once: its visibility bound is 0.
     let extra = [
@@ -261,6 +281,11 @@ async fn faults_lose_nothing(rig: &Rig, keys: &[String], known_schedule: bool) {
             "{file}"
         );
         assert!(state.leases.is_empty(), "{file}: {:?}", state.leases);
+        assert!(
+            state.unverified.is_empty(),
+            "{file}: {:?}",
+            state.unverified
+        );
     }
 }
 

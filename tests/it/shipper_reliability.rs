@@ -162,9 +162,10 @@ impl LogSink for RejectingSink {
         stream: &str,
         from_ms: i64,
         to_ms: i64,
+        ingested: (i64, i64),
     ) -> Result<Vec<(i64, String)>, PortError> {
         self.inner
-            .events_between(group, stream, from_ms, to_ms)
+            .events_between(group, stream, from_ms, to_ms, ingested)
             .await
     }
 }
@@ -242,9 +243,10 @@ impl LogSink for LostPartialSink {
         stream: &str,
         from_ms: i64,
         to_ms: i64,
+        ingested: (i64, i64),
     ) -> Result<Vec<(i64, String)>, PortError> {
         (self.inner)
-            .events_between(group, stream, from_ms, to_ms)
+            .events_between(group, stream, from_ms, to_ms, ingested)
             .await
     }
 }
@@ -354,9 +356,10 @@ impl LogSink for SlowSink {
         stream: &str,
         from_ms: i64,
         to_ms: i64,
+        ingested: (i64, i64),
     ) -> Result<Vec<(i64, String)>, PortError> {
         self.inner
-            .events_between(group, stream, from_ms, to_ms)
+            .events_between(group, stream, from_ms, to_ms, ingested)
             .await
     }
 }

@@ -56,9 +56,11 @@ async fn age_checkpoint(rig: &Rig, by: chrono::Duration) {
     for state in cp.files.values_mut().flat_map(|g| g.values_mut()) {
         for l in &mut state.leases {
             l.expires_at -= by;
+            l.taken_at = l.taken_at.map(|t| t - by);
         }
         for u in &mut state.unverified {
             u.sent_before -= by;
+            u.sent_after = u.sent_after.map(|t| t - by);
         }
     }
     let key = logdrop::core::keys::TaskRef {
@@ -162,6 +164,37 @@ async fn a_batch_slow_to_show_is_found_by_the_redelivery() {
         .await
         .expect("found now");
     assert_eq!(shipper.sender.possible_duplicates(), 0);
+    exact(&rig, ACCESS, &content).await;
+}
+
+/// The stored batch is hidden from the first read only: the invocation's
+/// own second read finds it, and the record succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_shown_by_the_second_read_is_found_within_the_invocation() {
+    let rig = Rig::new("slow-once").await;
+    let content = logdrop::generate::access_log(3 << 20, 27, hours_ago(2));
+    let key = rig.upload_chunk(ACCESS, &content, 0, content.len()).await;
+    let proxy = FaultProxy::start(&moto().endpoint, puts(Fault::ResetAfter, |n| n == 2)).await;
+    proxy.hide(Hide::Reads(1));
+    let shipper = through(&proxy, &rig, &[]);
+    let r = shipper
+        .handle(&rig.s3_event(std::slice::from_ref(&key)), &inv("wait"))
+        .await
+        .expect("found by the second read")
+        .to_json();
+    let reset = proxy.injected();
+    let reset = reset
+        .iter()
+        .find(|i| i.fault == Fault::ResetAfter)
+        .expect("the reset put");
+    let report = &r["records"][0]["objects"][0]["report"];
+    assert_eq!(
+        report["verified"],
+        crate::faults::put_events(&reset.body) as u64
+    );
+    assert_eq!(report["readback_calls"], 2, "{report}");
+    assert_eq!(report["possible_duplicates"], 0, "{report}");
+    assert_eq!(proxy.hidden_reads(), 1);
     exact(&rig, ACCESS, &content).await;
 }
 
@@ -320,11 +353,57 @@ async fn killed_after_a_put_at_points_across_the_object_then_redelivered_is_exac
     // About 120,000 lines: 12 batches of 10,000 events.
     let content = logdrop::generate::access_log(10 << 20, 26, hours_ago(3));
     // The points (after the 1st, 2nd, 5th, 9th stored batch) and
-    // two seeded others.
+    // two other seeded ones.
     let mut rng = fastrand::Rng::with_seed(15);
     let mut points = vec![1, 2, 5, 9];
-    points.extend((0..2).map(|_| rng.u64(1..=12)));
+    while points.len() < 6 {
+        let n = rng.u64(1..=12);
+        if !points.contains(&n) {
+            points.push(n);
+        }
+    }
+    eprintln!("SIGKILL after puts {points:?}");
     for n in points {
         killed_after_put(n, &content).await;
     }
+}
+
+/// The fault-free path costs what it did before the read-back: no
+/// `GetLogEvents`, and the checkpoint writes of before (the lease announces
+/// what is about to be sent; nothing else is written ahead of a put). The
+/// corpus's three files in 36 v1 chunks, one invocation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fault_free_delivery_reads_nothing_back_and_writes_nothing_more() {
+    let rig = Rig::new("fault-free").await;
+    let mut keys = Vec::new();
+    for file in [
+        ACCESS,
+        "catalina.2026-11-24.log",
+        "localhost.2026-11-24.log",
+    ] {
+        let content = corpus(file);
+        for (a, b) in chunk_bounds(file, &content, 12) {
+            keys.push(rig.upload_chunk(file, &content, a, b).await);
+        }
+    }
+    let proxy = FaultProxy::start(&moto().endpoint, Box::new(|_, _| Fault::Pass)).await;
+    let shipper = through(&proxy, &rig, &[]);
+    shipper
+        .handle(&rig.s3_event(&keys), &inv("clean"))
+        .await
+        .expect("no fault");
+    let ops = [
+        "logs:PutLogEvents",
+        "logs:CreateLogStream",
+        "logs:GetLogEvents",
+        "s3:GET",
+        "s3:PUT",
+    ];
+    let counts: Vec<(&str, u64)> = ops.iter().map(|op| (*op, proxy.requests(op))).collect();
+    eprintln!("fault-free requests for 36 chunks: {counts:?}");
+    assert_eq!(proxy.requests("logs:GetLogEvents"), 0);
+    // The chunks were uploaded around the proxy: every PUT through it is a
+    // checkpoint write, the lease of all 36 and their completions.
+    assert_eq!(proxy.requests("s3:PUT"), 2);
+    assert_eq!(proxy.requests("logs:PutLogEvents"), 31);
 }

@@ -479,7 +479,7 @@ async fn checkpoint_is_per_task() {
     let cp = rig.checkpoint().await;
     assert_eq!(
         (cp.version, cp.cluster.as_str(), cp.task_id.as_str()),
-        (1, rig.cluster.as_str(), TASK)
+        (2, rig.cluster.as_str(), TASK)
     );
     let other = TaskRef {
         cluster: rig.cluster.clone(),

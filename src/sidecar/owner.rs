@@ -40,14 +40,16 @@ pub struct Lock {
     pub path: PathBuf,
 }
 
-/// Takes the lock of the state in `state_dir` if nobody holds it.
+/// Takes the lock of the state in `state_dir` if nobody holds it. The state
+/// directory must exist: a sweeper must not make again, through a parent, a
+/// task directory another sweeper has just deleted.
 pub fn try_lock(state_dir: &Path) -> Result<Option<Lock>, StateError> {
+    use std::os::unix::fs::MetadataExt;
     let path = state_dir.join(LOCK_FILE);
     let io = |source| StateError::Io {
         path: path.clone(),
         source,
     };
-    std::fs::create_dir_all(state_dir).map_err(io)?;
     let file = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -55,9 +57,20 @@ pub fn try_lock(state_dir: &Path) -> Result<Option<Lock>, StateError> {
         .open(&path)
         .map_err(io)?;
     match file.try_lock() {
-        Ok(()) => Ok(Some(Lock { _file: file, path })),
-        Err(TryLockError::WouldBlock) => Ok(None),
-        Err(TryLockError::Error(e)) => Err(io(e)),
+        Ok(()) => {}
+        Err(TryLockError::WouldBlock) => return Ok(None),
+        Err(TryLockError::Error(e)) => return Err(io(e)),
+    }
+    // Between the open and the lock, the holder may have moved the directory
+    // away to delete it: a lock on that file guards nothing here.
+    let held = file.metadata().map_err(io)?;
+    match std::fs::metadata(&path) {
+        Ok(now) if now.ino() == held.ino() && now.dev() == held.dev() => {
+            Ok(Some(Lock { _file: file, path }))
+        }
+        Ok(_) => Ok(None),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(e)),
     }
 }
 
@@ -79,11 +92,20 @@ impl Owner {
         cluster: &str,
         task_id: &str,
     ) -> Result<Owner, StateError> {
+        std::fs::create_dir_all(&config.state_dir).map_err(|source| StateError::Io {
+            path: config.state_dir.clone(),
+            source,
+        })?;
+        let mut warned: Option<Instant> = None;
         let lock = loop {
             if let Some(lock) = try_lock(&config.state_dir)? {
                 break lock;
             }
-            tracing::warn!(dir = %config.log_dir.display(), "another process (a sweeper) holds the directory; waiting for it");
+            // Once, then once a minute: a sweep of a big directory takes a while.
+            if warned.is_none_or(|at| at.elapsed() >= Duration::from_secs(60)) {
+                warned = Some(Instant::now());
+                tracing::warn!(dir = %config.log_dir.display(), "another process (a sweeper) holds the directory; waiting for it");
+            }
             tokio::time::sleep(config.poll_interval.max(Duration::from_millis(100))).await;
         };
         if let Some(link) = &config.efs_link {

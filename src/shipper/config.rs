@@ -41,9 +41,9 @@ pub struct Config {
 }
 
 /// The default visibility bound: well above the second or two a stored event
-/// usually takes to show, and no longer than a lease's margin past the
-/// deadline, so an invocation taking over an expired lease may believe
-/// what it reads at once.
+/// usually takes to show, and short enough that a crash costs little: an
+/// invocation taking over an expired lease finds the stored batches at once
+/// and sends what it does not find one lease margin (60 s) after the expiry.
 pub const DEFAULT_VISIBILITY_BOUND: Duration = Duration::from_secs(60);
 
 impl Config {

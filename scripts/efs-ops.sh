@@ -20,7 +20,7 @@ SECS=${SECS:-180}
 DIRS=${DIRS:-200}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-calls=openat,rename,fsync,write,unlink,mkdir,statx,newfstatat,getdents64,flock,read,pread64,close
+calls=openat,rename,fsync,write,unlink,mkdir,statx,newfstatat,getdents64,flock,read,pread64,close,utimensat
 "$root/.venv/bin/python" -c 'import boto3; boto3.client("s3").create_bucket(Bucket="efs-ops")'
 
 task="$work/efs/demo/t1"

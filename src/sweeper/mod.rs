@@ -187,19 +187,20 @@ async fn sweep_dir<S: ObjectStore + Clone>(
     if !sidecar_config.state_dir.exists() && !has_matching_file(dir, &sidecar_config)? {
         return Ok(Outcome::Empty);
     }
-    match std::fs::create_dir(&sidecar_config.state_dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
-        // Deleted by another sweeper since the listing.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Empty),
-        Err(e) => return Err(DirError::List(e)),
-    }
     let state = StateDir::new(&sidecar_config.state_dir);
     let gone = match owner::liveness(&state, Utc::now(), config.stale) {
         Liveness::Alive => return Ok(Outcome::Owned),
         Liveness::NoOwner => None,
         Liveness::Gone(doc) => Some(doc.heartbeat),
     };
+    // Made here, not by the lock: a parent another sweeper has just deleted
+    // must not be made again.
+    match std::fs::create_dir(&sidecar_config.state_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Empty),
+        Err(e) => return Err(DirError::List(e)),
+    }
     let Some(lock) = owner::try_lock(&sidecar_config.state_dir)? else {
         return Ok(Outcome::Held);
     };

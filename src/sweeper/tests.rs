@@ -219,3 +219,55 @@ async fn a_record_from_another_client_with_another_device_number_resumes() {
         assert_eq!(doc["offset"], first + line(1).len() as u64, "{doc}");
     }
 }
+
+/// Between two runs a file is truncated and rewritten, another deleted: the
+/// rewritten one ships from its start as a new generation, the deleted one's
+/// record is finished, and nothing else is disturbed.
+#[tokio::test]
+async fn a_file_truncated_or_deleted_between_runs_is_followed_as_the_sidecar_would() {
+    let root = tempfile::tempdir().unwrap();
+    task(root.path(), "t1");
+    let dir = root.path().join("c/t1");
+    let other = dir.join("localhost_access_log.2026-11-23.txt");
+    std::fs::write(&other, line(2)).unwrap();
+    let store = Shared::default();
+    let config = config(root.path());
+    let first = sweep(&store, &config, None).await.unwrap();
+    assert_eq!(first.bytes, (line(0).len() + line(2).len()) as u64);
+    std::fs::write(dir.join("localhost_access_log.2026-11-24.txt"), line(3)).unwrap();
+    std::fs::remove_file(&other).unwrap();
+    let second = sweep(&store, &config, None).await.unwrap();
+    assert_eq!((second.swept, second.failed), (1, 0));
+    assert_eq!(second.bytes, line(3).len() as u64);
+    let mut records: Vec<(String, u64, u64, bool)> = std::fs::read_dir(dir.join(".logdrop/files"))
+        .unwrap()
+        .map(|e| {
+            let doc: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(e.unwrap().path()).unwrap()).unwrap();
+            (
+                doc["name"].as_str().unwrap().to_string(),
+                doc["generation"].as_u64().unwrap(),
+                doc["offset"].as_u64().unwrap(),
+                doc["finished"].as_bool().unwrap_or(false),
+            )
+        })
+        .collect();
+    records.sort();
+    assert_eq!(
+        records,
+        [
+            (
+                "localhost_access_log.2026-11-23.txt".into(),
+                0,
+                line(2).len() as u64,
+                true
+            ),
+            (
+                "localhost_access_log.2026-11-24.txt".into(),
+                1,
+                line(3).len() as u64,
+                false
+            ),
+        ]
+    );
+}

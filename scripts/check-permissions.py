@@ -356,7 +356,7 @@ def json_request(entry, target):
     if service_prefix.startswith("Logs_"):
         group = body.get("logGroupName")
         base = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}"
-        if operation in ("CreateLogStream", "PutLogEvents") and group and body.get("logStreamName"):
+        if operation in ("CreateLogStream", "PutLogEvents", "GetLogEvents") and group and body.get("logStreamName"):
             return f"logs:{operation}", f"{base}:log-stream:{body['logStreamName']}", {}
         if operation in ("CreateLogGroup", "PutRetentionPolicy", "DescribeLogStreams") and group:
             return f"logs:{operation}", base, {}

@@ -179,4 +179,24 @@ impl LogSink for MemorySink {
         g.entry(stream.into()).or_default();
         Ok(())
     }
+
+    async fn events_between(
+        &self,
+        group: &str,
+        stream: &str,
+        from_ms: i64,
+        to_ms: i64,
+        // Kept events carry no ingestion time: every one counts.
+        _ingested: (i64, i64),
+    ) -> Result<Vec<(i64, String)>, PortError> {
+        let mut found: Vec<(i64, String)> = self
+            .events(group, stream)
+            .into_iter()
+            .filter(|e| (from_ms..=to_ms).contains(&e.timestamp))
+            .map(|e| (e.timestamp, e.message))
+            .collect();
+        // The service's order: by time, ties in arrival order.
+        found.sort_by_key(|e| e.0);
+        Ok(found)
+    }
 }

@@ -204,6 +204,20 @@ pub trait LogSink: Send + Sync {
         group: &str,
         stream: &str,
     ) -> impl Future<Output = Result<(), PortError>> + Send;
+    /// The stream's events with a timestamp in `[from_ms, to_ms]` (both
+    /// included) that the service ingested within `ingested` (ms since the
+    /// epoch, both included), oldest first, as `(timestamp, message)`: the
+    /// read-back of a batch whose outcome is unknown. The ingestion window
+    /// is what tells a batch from identical lines of other ranges of its
+    /// file stored before or after it. Empty when the stream does not exist.
+    fn events_between(
+        &self,
+        group: &str,
+        stream: &str,
+        from_ms: i64,
+        to_ms: i64,
+        ingested: (i64, i64),
+    ) -> impl Future<Output = Result<Vec<(i64, String)>, PortError>> + Send;
 }
 
 /// An object as a bucket listing shows it.

@@ -31,6 +31,11 @@ fn already_exists<E: ProvideErrorMetadata>(
     err.code() == Some("ResourceAlreadyExistsException")
 }
 
+/// Pages of one read-back at most: a batch's window holds at most its own
+/// 10,000 events and its neighbours' at the edges, a page up to 10,000.
+/// A window that needs more is read as failed rather than endlessly.
+const MAX_READ_PAGES: usize = 100;
+
 fn index(i: Option<i32>) -> Option<usize> {
     i.and_then(|i| usize::try_from(i).ok())
 }
@@ -116,5 +121,59 @@ impl LogSink for CloudWatchLogs {
             Err(e) if already_exists(&e) => Ok(()),
             Err(e) => Err(port_error(e)),
         }
+    }
+
+    /// `GetLogEvents` from the head of the window, page by page until the
+    /// forward token comes back unchanged (the API's end mark; a page may be
+    /// empty before the end). The API's `endTime` excludes its own
+    /// millisecond, so `to_ms + 1` is asked for; moto includes it, so what
+    /// comes back is filtered to the window again.
+    async fn events_between(
+        &self,
+        group: &str,
+        stream: &str,
+        from_ms: i64,
+        to_ms: i64,
+        ingested: (i64, i64),
+    ) -> Result<Vec<(i64, String)>, PortError> {
+        let (since, until) = ingested;
+        let mut out = Vec::new();
+        let mut token: Option<String> = None;
+        for _ in 0..MAX_READ_PAGES {
+            let page = self
+                .client
+                .get_log_events()
+                .log_group_name(group)
+                .log_stream_name(stream)
+                .start_time(from_ms)
+                .end_time(to_ms.saturating_add(1))
+                .start_from_head(true)
+                .set_next_token(token.clone())
+                .send()
+                .await;
+            let page = match page.map_err(port_error) {
+                Ok(p) => p,
+                // No stream: nothing of it was ever stored.
+                Err(PortError::NotFound(_)) => return Ok(out),
+                Err(e) => return Err(e),
+            };
+            out.extend(
+                (page.events().iter())
+                    .filter(|e| {
+                        e.ingestion_time()
+                            .is_none_or(|i| (since..=until).contains(&i))
+                    })
+                    .filter_map(|e| Some((e.timestamp()?, e.message()?.to_string())))
+                    .filter(|(t, _)| (from_ms..=to_ms).contains(t)),
+            );
+            let next = page.next_forward_token().map(str::to_string);
+            if next.is_none() || next == token {
+                return Ok(out);
+            }
+            token = next;
+        }
+        Err(PortError::Transient(Failure::from(format!(
+            "GetLogEvents {group}/{stream} [{from_ms}, {to_ms}]: more than {MAX_READ_PAGES} pages"
+        ))))
     }
 }

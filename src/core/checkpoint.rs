@@ -1,6 +1,7 @@
-//! The per-task checkpoint document (contract v1) and its pure operations.
-//! Every change is a function of (latest stored document, intent), so the
-//! store can re-read and re-apply after a lost compare-and-swap race.
+//! The per-task checkpoint document (contract v2; v1 documents are read) and
+//! its pure operations. Every change is a function of (latest stored
+//! document, intent), so the store can re-read and re-apply after a lost
+//! compare-and-swap race.
 
 use crate::core::keys::ChunkKey;
 use crate::core::ranges::{RangeSet, overlaps};
@@ -8,7 +9,10 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
-pub const CHECKPOINT_VERSION: u32 = 1;
+/// The version written. Version 2 adds `unverified`; version 1 documents
+/// (without it) are read as version 2 documents with nothing unverified.
+pub const CHECKPOINT_VERSION: u32 = 2;
+const READABLE_VERSIONS: [u32; 2] = [1, 2];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Checkpoint {
@@ -25,6 +29,40 @@ pub struct FileState {
     pub shipped: RangeSet,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub leases: Vec<Lease>,
+    /// Ranges whose events may be in CloudWatch Logs although `shipped` does
+    /// not say so: a lease that expired unreleased (its owner died, or could
+    /// not write), or a call whose outcome stayed unknown. Before anything
+    /// in them is sent again it is read back from the stream.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unverified: Vec<Unverified>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Unverified {
+    pub range: (u64, u64),
+    /// No call that may have stored events of the range was made later: a
+    /// read-back that finds nothing is believed once the service's
+    /// visibility bound has passed since.
+    pub sent_before: DateTime<Utc>,
+    /// No such call was made earlier: events ingested before are another
+    /// range's (identical lines at the same second are common). `None`:
+    /// not known, every ingestion time counts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sent_after: Option<DateTime<Utc>>,
+    /// `sent_before` also ends the ingestion window: the calls ended then
+    /// (a call of unknown outcome). Not so for an expired lease: its owner
+    /// may be stalled rather than dead, and put later.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ended: bool,
+}
+
+/// What the document says of a chunk's file when its lease is taken: the
+/// events the pump skips, and the ranges it verifies before sending.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Recorded {
+    pub shipped: RangeSet,
+    /// The file's unverified ranges overlapping the chunk.
+    pub unverified: Vec<Unverified>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -32,15 +70,17 @@ pub struct Lease {
     pub range: (u64, u64),
     pub owner: String,
     pub expires_at: DateTime<Utc>,
+    /// When it was taken: its owner put nothing of the range before, so a
+    /// read-back after it expired looks at what was ingested since (v2).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub taken_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum DecodeError {
-    #[error("checkpoint is not valid JSON of the v1 shape: {0}")]
+    #[error("checkpoint is not valid JSON of the v1 or v2 shape: {0}")]
     Json(#[from] serde_json::Error),
-    #[error(
-        "checkpoint version {0} is not supported (this build reads version {CHECKPOINT_VERSION})"
-    )]
+    #[error("checkpoint version {0} is not supported (this build reads versions 1 and 2)")]
     Version(u32),
 }
 
@@ -75,10 +115,14 @@ impl Checkpoint {
             version: u32,
         }
         let probe: Probe = serde_json::from_slice(bytes)?;
-        if probe.version != CHECKPOINT_VERSION {
+        if !READABLE_VERSIONS.contains(&probe.version) {
             return Err(DecodeError::Version(probe.version));
         }
-        Ok(serde_json::from_slice(bytes)?)
+        // A v1 document is a v2 one without `unverified` (serde's default);
+        // it is written back as v2.
+        let mut doc: Checkpoint = serde_json::from_slice(bytes)?;
+        doc.version = CHECKPOINT_VERSION;
+        Ok(doc)
     }
 
     pub fn encode(&self) -> Vec<u8> {
@@ -107,13 +151,56 @@ impl Checkpoint {
                 .is_some_and(|f| f.shipped.covers(key.start, key.end))
     }
 
-    /// Drops expired leases everywhere, so the document does not accumulate them.
+    /// What the document records of `key`'s file, as the pump needs it.
+    pub fn recorded(&self, key: &ChunkKey) -> Recorded {
+        let Some(f) = self.file(key) else {
+            return Recorded::default();
+        };
+        let unverified = (f.unverified.iter())
+            .filter(|u| overlaps(u.range, (key.start, key.end)))
+            .filter(|u| !f.shipped.covers(u.range.0, u.range.1))
+            .cloned()
+            .collect();
+        Recorded {
+            shipped: f.shipped.clone(),
+            unverified,
+        }
+    }
+
+    /// Drops expired leases everywhere, so the document does not accumulate
+    /// them. An expired lease was never released: its owner may have stored
+    /// events it did not record, so its range becomes unverified.
     fn expire(&mut self, now: DateTime<Utc>) {
-        for gens in self.files.values_mut() {
-            for state in gens.values_mut() {
-                state.leases.retain(|l| l.expires_at > now);
+        for state in self.files.values_mut().flat_map(|g| g.values_mut()) {
+            let (gone, kept): (Vec<Lease>, Vec<Lease>) =
+                state.leases.drain(..).partition(|l| l.expires_at <= now);
+            state.leases = kept;
+            for l in gone {
+                state.add_unverified(Unverified {
+                    range: l.range,
+                    sent_before: l.expires_at,
+                    sent_after: l.taken_at,
+                    ended: false,
+                });
             }
         }
+    }
+
+    /// Marks `range` of `key`'s file unverified: a call of unknown outcome,
+    /// made between `sent_after` and `sent_before`, may have stored its events.
+    pub fn mark_unverified(
+        &mut self,
+        key: &ChunkKey,
+        range: (u64, u64),
+        sent_after: DateTime<Utc>,
+        sent_before: DateTime<Utc>,
+    ) {
+        self.file_mut(key).add_unverified(Unverified {
+            range,
+            sent_before,
+            sent_after: Some(sent_after),
+            ended: true,
+        });
     }
 
     pub fn try_lease(
@@ -139,11 +226,17 @@ impl Checkpoint {
                 expires_at: l.expires_at,
             };
         }
+        // Taken again by its owner (a retry within the invocation): since the first time.
+        let taken_at = (state.leases.iter())
+            .find(|l| l.owner == owner)
+            .and_then(|l| l.taken_at)
+            .unwrap_or(now);
         state.leases.retain(|l| l.owner != owner);
         state.leases.push(Lease {
             range,
             owner: owner.to_string(),
             expires_at,
+            taken_at: Some(taken_at),
         });
         self.updated_at = now;
         LeaseOutcome::Taken
@@ -163,7 +256,32 @@ impl Checkpoint {
         if let Some(owner) = release {
             state.leases.retain(|l| l.owner != owner);
         }
+        // Verified (or sent) to the end: nothing left to read back.
+        let done = &state.shipped;
+        state
+            .unverified
+            .retain(|u| !done.covers(u.range.0, u.range.1));
         self.updated_at = now;
+    }
+}
+
+impl FileState {
+    /// One entry per range, spanning every call that may have stored it:
+    /// the latest `sent_before` (the one a read-back must wait for), the
+    /// earliest `sent_after`, ended only if all of them ended.
+    fn add_unverified(&mut self, new: Unverified) {
+        let range = new.range;
+        if range.0 >= range.1 || self.shipped.covers(range.0, range.1) {
+            return;
+        }
+        match self.unverified.iter_mut().find(|u| u.range == range) {
+            Some(u) => {
+                u.sent_before = u.sent_before.max(new.sent_before);
+                u.sent_after = u.sent_after.zip(new.sent_after).map(|(a, b)| a.min(b));
+                u.ended &= new.ended;
+            }
+            None => self.unverified.push(new),
+        }
     }
 }
 
@@ -187,8 +305,17 @@ mod tests {
         s.parse().unwrap()
     }
 
-    #[test]
-    fn golden_format() {
+    fn compact(pretty: &str) -> String {
+        let joined: String = pretty
+            .split('\n')
+            .map(str::trim)
+            .collect::<Vec<_>>()
+            .join("");
+        joined.replace("\": ", "\":").replace(", ", ",")
+    }
+
+    /// The contract's example: a shipped range and a lease.
+    fn example() -> Checkpoint {
         let mut c = Checkpoint::new("prod", "t1", at("2026-11-24T10:00:00Z"));
         c.record(
             &key(0, 0),
@@ -206,27 +333,111 @@ mod tests {
             ),
             LeaseOutcome::Taken
         );
-        // The fixture is the contract's example, pretty-printed; what is
-        // written is the same document without the whitespace.
-        let golden = include_str!("../../tests/fixtures/checkpoint_v1.json");
+        c
+    }
+
+    #[test]
+    fn golden_format_v2() {
+        let mut c = example();
+        c.mark_unverified(
+            &key(0, 0),
+            (6_291_456, 7_340_032),
+            at("2026-11-24T09:57:59Z"),
+            at("2026-11-24T09:58:00Z"),
+        );
+        // The fixture is pretty-printed; what is written is the same
+        // document without the whitespace.
+        let golden = include_str!("../../tests/fixtures/checkpoint_v2.json");
         assert_eq!(Checkpoint::decode(golden.as_bytes()).unwrap(), c);
-        let compact: String = golden
-            .split('\n')
-            .map(str::trim)
-            .collect::<Vec<_>>()
-            .join("");
-        let compact = compact.replace("\": ", "\":").replace(", ", ",");
-        assert_eq!(String::from_utf8(c.encode()).unwrap(), compact);
+        assert_eq!(String::from_utf8(c.encode()).unwrap(), compact(golden));
+    }
+
+    #[test]
+    fn reads_v1_documents_and_writes_them_as_v2() {
+        let v1 = include_str!("../../tests/fixtures/checkpoint_v1.json");
+        let doc = Checkpoint::decode(v1.as_bytes()).unwrap();
+        // A v1 lease does not say when it was taken.
+        let mut want = example();
+        for state in want.files.values_mut().flat_map(|g| g.values_mut()) {
+            state.leases.iter_mut().for_each(|l| l.taken_at = None);
+        }
+        assert_eq!(doc, want);
+        assert!(
+            doc.files
+                .values()
+                .flat_map(|g| g.values())
+                .all(|f| f.unverified.is_empty())
+        );
+        let written = String::from_utf8(doc.encode()).unwrap();
+        assert_eq!(
+            written,
+            compact(v1).replace("\"version\":1", "\"version\":2")
+        );
     }
 
     #[test]
     fn rejects_other_versions() {
-        let doc = br#"{"version":2,"cluster":"a","task_id":"b","files":{},"updated_at":"2026-11-24T10:00:00Z"}"#;
+        let doc = br#"{"version":3,"cluster":"a","task_id":"b","files":{},"updated_at":"2026-11-24T10:00:00Z"}"#;
         assert!(matches!(
             Checkpoint::decode(doc),
-            Err(DecodeError::Version(2))
+            Err(DecodeError::Version(3))
         ));
         assert!(Checkpoint::decode(b"{").is_err());
+    }
+
+    #[test]
+    fn an_expired_lease_becomes_unverified_until_shipped() {
+        let t0 = at("2026-11-24T10:00:00Z");
+        let t1 = at("2026-11-24T10:05:00Z");
+        let mut c = Checkpoint::new("prod", "t1", t0);
+        c.record(&key(0, 0), &RangeSet::from(vec![(0, 40)]), None, t0);
+        assert_eq!(c.try_lease(&key(0, 100), "a", t0, t1), LeaseOutcome::Taken);
+        // `a` died; `b` takes the range after the lease expired.
+        let later = t1 + chrono::Duration::minutes(1);
+        assert_eq!(
+            c.try_lease(
+                &key(0, 100),
+                "b",
+                later,
+                later + chrono::Duration::minutes(5)
+            ),
+            LeaseOutcome::Taken
+        );
+        let seen = c.recorded(&key(0, 100));
+        assert_eq!(seen.shipped.ranges(), &[(0, 40)]);
+        assert_eq!(
+            seen.unverified,
+            [Unverified {
+                range: (0, 100),
+                sent_before: t1,
+                sent_after: Some(t0),
+                ended: false,
+            }]
+        );
+        // A released lease leaves nothing to verify.
+        c.record(
+            &key(0, 100),
+            &RangeSet::from(vec![(40, 70)]),
+            Some("b"),
+            later,
+        );
+        assert_eq!(
+            c.recorded(&key(0, 100)).unverified.len(),
+            1,
+            "70..100 still open"
+        );
+        c.mark_unverified(&key(0, 100), (0, 100), later, later);
+        let u = &c.recorded(&key(0, 100)).unverified;
+        assert_eq!(u.len(), 1, "one entry per range");
+        assert_eq!(u[0].sent_before, later, "the later time is kept");
+        assert_eq!(u[0].sent_after, Some(t0), "the earlier time is kept");
+        assert!(!u[0].ended, "the lease's calls had no end");
+        assert!(
+            c.recorded(&key(100, 200)).unverified.is_empty(),
+            "no overlap"
+        );
+        c.record(&key(0, 100), &RangeSet::from(vec![(70, 100)]), None, later);
+        assert!(c.file(&key(0, 0)).unwrap().unverified.is_empty());
     }
 
     #[test]

@@ -10,3 +10,4 @@ pub mod segment;
 pub mod split;
 pub mod timestamp;
 pub mod urgent;
+pub mod verify;

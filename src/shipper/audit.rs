@@ -15,8 +15,13 @@
 //!   milliseconds is a counter restarted after a lost state, not a gap.
 //! - `unshipped`: an object with bytes the checkpoint does not have as shipped.
 //! - `expiring`: an unshipped object whose lifecycle expiry is past or within a day.
-//! - `stuck-lease`: a lease past its expiry (its invocation died; the next
-//!   delivery ignores it, but nothing has written the checkpoint since).
+//! - `stuck-lease`: a lease past its expiry (its invocation died; nothing has
+//!   written the checkpoint since). The next delivery of its range reads it
+//!   back from the stream before sending, as for `unverified`.
+//! - `unverified`: a range (checkpoint v2) whose events may be in CloudWatch
+//!   Logs but are not recorded: a dead invocation's, or a call of unknown
+//!   outcome's. Its bytes are also `unshipped`; the next delivery (or
+//!   `replay`) reads them back before sending anything of them again.
 //! - `unreadable`: a key under the prefix that is neither layout, a segment
 //!   whose manifest cannot be read or whose size does not match it, a
 //!   checkpoint that cannot be read (the task's coverage is then unchecked).
@@ -110,6 +115,12 @@ pub enum Finding {
         range: FileRange,
         owner: String,
         expired_at: DateTime<Utc>,
+    },
+    Unverified {
+        #[serde(flatten)]
+        range: FileRange,
+        /// No call that may have stored its events was made later.
+        sent_before: DateTime<Utc>,
     },
     Unreadable {
         key: String,
@@ -224,6 +235,7 @@ pub fn audit_task(input: &TaskInput, rules: &[ExpiryRule], now: DateTime<Utc>) -
             .extend(unshipped(obj, &shipped, &checkpoint, rules, now));
     }
     audit.findings.extend(stuck_leases(&checkpoint, now));
+    audit.findings.extend(unverified(&checkpoint));
     audit
 }
 
@@ -403,6 +415,30 @@ fn stuck_leases(checkpoint: &Checkpoint, now: DateTime<Utc>) -> Vec<Finding> {
     out
 }
 
+/// Ranges perhaps stored but not recorded, not since shipped.
+fn unverified(checkpoint: &Checkpoint) -> Vec<Finding> {
+    let mut out = Vec::new();
+    for (file, gens) in &checkpoint.files {
+        for (generation, state) in gens {
+            let Ok(generation) = generation.parse::<u64>() else {
+                continue;
+            };
+            let open =
+                (state.unverified.iter()).filter(|u| !state.shipped.covers(u.range.0, u.range.1));
+            out.extend(open.map(|u| Finding::Unverified {
+                range: FileRange {
+                    file: file.clone(),
+                    generation,
+                    start: u.range.0,
+                    end: u.range.1,
+                },
+                sent_before: u.sent_before,
+            }));
+        }
+    }
+    out
+}
+
 /// Requests the audit made, by kind: the bill of one run.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Requests {
@@ -573,6 +609,14 @@ fn describe(f: &Finding) -> (&'static str, String) {
                 "{}: {owner}, expired {}",
                 file_range(range),
                 time(expired_at)
+            ),
+        ),
+        Finding::Unverified { range, sent_before } => (
+            "unverified",
+            format!(
+                "{}: perhaps stored by a call made before {}, not recorded; read back before any re-send",
+                file_range(range),
+                time(sent_before)
             ),
         ),
         Finding::Unreadable { key, error } => ("unreadable", format!("{key}: {error}")),

@@ -1,5 +1,5 @@
 use super::*;
-use crate::core::checkpoint::Lease;
+use crate::core::checkpoint::{Lease, Unverified};
 use crate::core::segment::Part;
 
 const F: &str = "catalina.2026-11-24.log";
@@ -172,6 +172,7 @@ fn an_object_with_bytes_not_shipped_is_unshipped_with_those_bytes() {
         range: (25, 40),
         owner: "req-9/0.0#0".into(),
         expires_at: lease_end,
+        taken_at: None,
     });
     let other = FileRange {
         file: "localhost.log".into(),
@@ -198,6 +199,7 @@ fn leases_past_expiry_are_stuck() {
         range: (10, 20),
         owner: "req-1/0.0".into(),
         expires_at: expired,
+        taken_at: None,
     });
     let f = findings(&input(cp, vec![chunk(0, 10), chunk(10, 20)]));
     assert_eq!(f.len(), 2, "{f:?}");
@@ -216,6 +218,36 @@ fn leases_past_expiry_are_stuck() {
             expired_at: expired
         }
     );
+}
+
+/// A v2 checkpoint's unverified ranges are reported (those since shipped
+/// are not), beside the unshipped object that holds their bytes.
+#[test]
+fn unverified_ranges_are_reported() {
+    let mut cp = shipped(&[(0, 10)]);
+    let sent = now() - Duration::minutes(3);
+    let state = cp.files.get_mut(F).unwrap().get_mut("0").unwrap();
+    for range in [(10, 20), (0, 5)] {
+        state.unverified.push(Unverified {
+            range,
+            sent_before: sent,
+            sent_after: None,
+            ended: false,
+        });
+    }
+    let f = findings(&input(cp, vec![chunk(0, 10), chunk(10, 20)]));
+    assert_eq!(f.len(), 2, "{f:?}");
+    assert!(matches!(&f[0], Finding::Unshipped { .. }));
+    assert_eq!(
+        f[1],
+        Finding::Unverified {
+            range: range(10, 20),
+            sent_before: sent
+        }
+    );
+    let (kind, what) = describe(&f[1]);
+    assert_eq!(kind, "unverified");
+    assert!(what.contains("bytes 10-20"), "{what}");
 }
 
 #[test]
@@ -416,6 +448,7 @@ fn a_generation_that_is_no_number_is_named_once() {
         range: (0, 5),
         owner: "req-1/0.0".into(),
         expires_at: now() - Duration::minutes(1),
+        taken_at: None,
     });
     assert_eq!(
         findings(&input(cp, vec![chunk(0, 10)])),

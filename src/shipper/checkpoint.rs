@@ -68,8 +68,36 @@ struct State {
     /// Ranges in CloudWatch Logs that no successful write has recorded yet.
     /// Every later write of this document carries them, whichever object's
     /// write it is, so a failed progress write does not re-send the batch.
-    /// A completion may also name the lease owner it releases.
-    unrecorded: Vec<(ChunkKey, RangeSet, Option<String>)>,
+    unrecorded: Vec<Unrecorded>,
+}
+
+/// Ranges to record for one chunk, and with a completion, the lease owner it
+/// releases and whether a call of unknown outcome leaves its range unverified
+/// (and since when).
+struct Unrecorded {
+    key: ChunkKey,
+    shipped: RangeSet,
+    release: Option<String>,
+    unverified: Option<Unsettled>,
+}
+
+/// A source range a call of unknown outcome may have stored, and between
+/// which times it was made.
+pub type Unsettled = (
+    chrono::DateTime<chrono::Utc>,
+    chrono::DateTime<chrono::Utc>,
+    (u64, u64),
+);
+
+impl Unrecorded {
+    fn shipped(key: &ChunkKey, shipped: RangeSet) -> Self {
+        Unrecorded {
+            key: key.clone(),
+            shipped,
+            release: None,
+            unverified: None,
+        }
+    }
 }
 
 /// Pause before transient retry `attempt` (1-based): exponential, jittered.
@@ -131,8 +159,11 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
                 },
             };
             let now = chrono::Utc::now();
-            for (key, ranges, release) in &state.unrecorded {
-                doc.record(key, ranges, release.as_deref(), now);
+            for u in &state.unrecorded {
+                doc.record(&u.key, &u.shipped, u.release.as_deref(), now);
+                if let Some((sent_after, sent_before, range)) = u.unverified {
+                    doc.mark_unverified(&u.key, range, sent_after, sent_before);
+                }
             }
             let (result, write) = intent(&mut doc);
             if !write && state.unrecorded.is_empty() {
@@ -188,7 +219,7 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
             .lock()
             .await
             .unrecorded
-            .push((key.clone(), ranges, None));
+            .push(Unrecorded::shipped(key, ranges));
         self.update(|_| ((), true)).await
     }
 
@@ -200,19 +231,28 @@ impl<'a, C: CheckpointStore> Checkpointer<'a, C> {
                 .lock()
                 .await
                 .unrecorded
-                .push((key.clone(), ranges, None));
+                .push(Unrecorded::shipped(key, ranges));
         }
     }
 
     /// Queues an object's completion: its shipped ranges and the release of
     /// its lease, written by the next write of the document (at the latest
     /// the invocation's `flush`), so objects of one task share one write.
-    pub async fn queue_completion(&self, key: &ChunkKey, ranges: RangeSet, owner: &str) {
-        self.state
-            .lock()
-            .await
-            .unrecorded
-            .push((key.clone(), ranges, Some(owner.to_string())));
+    /// `unverified`: a call of unknown outcome, made before that time, may
+    /// have stored the events of that range; they are not recorded.
+    pub async fn queue_completion(
+        &self,
+        key: &ChunkKey,
+        ranges: RangeSet,
+        owner: &str,
+        unverified: Option<Unsettled>,
+    ) {
+        self.state.lock().await.unrecorded.push(Unrecorded {
+            key: key.clone(),
+            shipped: ranges,
+            release: Some(owner.to_string()),
+            unverified,
+        });
     }
 
     /// The invocation's last write of this document: every queued completion,

@@ -9,12 +9,13 @@ use crate::core::keys::{ChunkKey, TaskRef};
 use crate::core::ranges::RangeSet;
 use crate::ports::{CheckpointStore, LogSink, Object, ObjectStore, PortError};
 use crate::shipper::Config;
-use crate::shipper::checkpoint::Checkpointer;
+use crate::shipper::checkpoint::{Checkpointer, Unsettled};
 use crate::shipper::invocation::InvocationState;
 use crate::shipper::lease::{self, Found, Held};
 use crate::shipper::outcome::{ObjectError, ObjectOutcome, ShipReport};
 use crate::shipper::pump::{Pump, PumpEnd, Pumped};
 use crate::shipper::sink::Sender;
+use chrono::DateTime;
 use futures::StreamExt;
 
 /// What the per-object work needs from the long-lived shipper.
@@ -65,6 +66,9 @@ pub struct Handover {
 pub struct Settlement {
     /// Ranges the completion write records as shipped.
     pub record: RangeSet,
+    /// Set when a call of unknown outcome stayed undecided: the completion
+    /// write marks its batch's range unverified, as of then.
+    pub unverified: Option<Unsettled>,
     pub result: Result<ObjectOutcome, ObjectError>,
 }
 
@@ -75,7 +79,11 @@ pub fn settle(key: &ChunkKey, name: &str, pumped: Pumped) -> Settlement {
         end,
         delivered,
         report,
+        unverified_at,
     } = pumped;
+    let at = DateTime::from_timestamp_millis;
+    let unverified =
+        unverified_at.and_then(|(after, before, range)| Some((at(after)?, at(before)?, range)));
     match end {
         PumpEnd::Complete => {
             // The whole range, blank lines and already shipped parts included.
@@ -83,6 +91,7 @@ pub fn settle(key: &ChunkKey, name: &str, pumped: Pumped) -> Settlement {
             record.union(&delivered);
             Settlement {
                 record,
+                unverified: None,
                 result: Ok(ObjectOutcome::Shipped {
                     key: name.to_string(),
                     report,
@@ -91,14 +100,16 @@ pub fn settle(key: &ChunkKey, name: &str, pumped: Pumped) -> Settlement {
         }
         PumpEnd::Missing => Settlement {
             record: delivered,
+            unverified: None,
             result: Ok(ObjectOutcome::Missing {
                 key: name.to_string(),
             }),
         },
         // Only what is known to be stored: a batch whose outcome is unknown is
-        // sent again by the retry rather than risk losing it.
+        // read back by the retry, its range marked unverified.
         PumpEnd::Failed(e) => Settlement {
             record: delivered,
+            unverified,
             result: Err(e),
         },
     }
@@ -165,8 +176,8 @@ where
     .await;
     // Chunks never pumped (already shipped, or after a failure) have their
     // leases dropped all the same.
-    for ((key, owner), record) in leased.iter().zip(records) {
-        cp.queue_completion(key, record, owner).await;
+    for ((key, owner), (record, unverified)) in leased.iter().zip(records) {
+        cp.queue_completion(key, record, owner, unverified).await;
     }
     tally.outcome(object.key)
 }
@@ -181,17 +192,21 @@ async fn pump_all<O, C, L>(
     chunks: Vec<Chunk>,
     found: Vec<Found>,
     turns: Turns,
-) -> (Vec<RangeSet>, Tally)
+) -> (Vec<(RangeSet, Option<Unsettled>)>, Tally)
 where
     O: ObjectStore,
     C: CheckpointStore,
     L: LogSink,
 {
-    let mut records = vec![RangeSet::default(); chunks.len()];
+    let mut records = vec![(RangeSet::default(), None); chunks.len()];
     let mut tally = Tally::default();
     for (i, (chunk, found)) in chunks.into_iter().zip(found).enumerate() {
         let settled = pump_chunk(deps, state, cp, bucket, chunk, found, turns).await;
-        let Settlement { record, result } = match settled {
+        let Settlement {
+            record,
+            unverified,
+            result,
+        } = match settled {
             Ok(Some(s)) => s,
             Ok(None) => continue,
             Err(e) => {
@@ -199,7 +214,7 @@ where
                 break;
             }
         };
-        records[i] = record;
+        records[i] = (record, unverified);
         match result {
             Ok(ObjectOutcome::Shipped { report, .. }) => tally.report.add(&report),
             Ok(ObjectOutcome::Missing { key }) => {
@@ -352,6 +367,7 @@ mod tests {
             end,
             delivered: RangeSet::from(delivered),
             report: ShipReport::default(),
+            unverified_at: None,
         }
     }
 

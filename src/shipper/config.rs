@@ -30,10 +30,21 @@ pub struct Config {
     pub object_concurrency: usize,
     /// `PutLogEvents` calls in flight per invocation.
     pub put_concurrency: usize,
+    /// `LOGDROP_VISIBILITY_BOUND`: how long CloudWatch Logs may take to show
+    /// a stored event to `GetLogEvents`. A read-back that does not find a
+    /// batch is only believed this long after the last call that may have
+    /// stored it; before, the record fails and its redelivery reads again.
+    pub visibility_bound: Duration,
     /// The metrics' `Function` dimension: Lambda's `AWS_LAMBDA_FUNCTION_NAME`,
     /// `shipper` outside Lambda.
     pub function_name: String,
 }
+
+/// The default visibility bound: well above the second or two a stored event
+/// usually takes to show, and short enough that a crash costs little: an
+/// invocation taking over an expired lease finds the stored batches at once
+/// and sends what it does not find one lease margin (60 s) after the expiry.
+pub const DEFAULT_VISIBILITY_BOUND: Duration = Duration::from_secs(60);
 
 impl Config {
     pub fn from_env(env: &Env) -> Result<Config, ConfigError> {
@@ -93,6 +104,7 @@ impl Config {
             max_event_bytes,
             object_concurrency: positive(env, "LOGDROP_OBJECT_CONCURRENCY", 4)?,
             put_concurrency: positive(env, "LOGDROP_PUT_CONCURRENCY", 8)?,
+            visibility_bound: env.duration("LOGDROP_VISIBILITY_BOUND", DEFAULT_VISIBILITY_BOUND)?,
             function_name: env.or("AWS_LAMBDA_FUNCTION_NAME", "shipper"),
         })
     }
@@ -233,7 +245,8 @@ mod tests {
 
     #[test]
     fn each_bad_value_names_its_variable() {
-        let cases: [(&'static str, &'static str); 8] = [
+        let cases: [(&'static str, &'static str); 9] = [
+            ("LOGDROP_VISIBILITY_BOUND", "soon"),
             ("LOGDROP_TIMEZONE", "Mars/Olympus"),
             ("LOGDROP_RETENTION_DAYS", "2"),
             ("LOGDROP_CREATE_LOG_GROUP", "perhaps"),

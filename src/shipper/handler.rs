@@ -192,7 +192,10 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
             sender: &self.sender,
             config: &self.config,
         };
-        let before = self.sender.unknown_outcomes();
+        let before = (
+            self.sender.unknown_outcomes().0,
+            self.sender.possible_duplicates(),
+        );
         prelease::prelease(&trigger.records, &self.config, &state).await;
         let mut reports: Vec<RecordReport> =
             futures::stream::iter(trigger.records.iter().enumerate())
@@ -208,7 +211,10 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
                 fail_unrecorded(&mut reports, &doc, &e);
             }
         }
-        let after = self.sender.unknown_outcomes();
+        let after = (
+            self.sender.unknown_outcomes().0,
+            self.sender.possible_duplicates(),
+        );
         let (calls, events) = (after.0 - before.0, after.1 - before.1);
         log_done(&reports, trigger.kind, calls, events);
         let figures = Figures {
@@ -227,7 +233,7 @@ impl<O: ObjectStore, C: CheckpointStore, L: LogSink> Shipper<O, C, L> {
 }
 
 /// The invocation's summary line.
-fn log_done(reports: &[RecordReport], kind: TriggerKind, unknown_calls: u64, unknown_events: u64) {
+fn log_done(reports: &[RecordReport], kind: TriggerKind, unknown_calls: u64, resent: u64) {
     let missing = reports
         .iter()
         .flat_map(|r| &r.objects)
@@ -238,7 +244,7 @@ fn log_done(reports: &[RecordReport], kind: TriggerKind, unknown_calls: u64, unk
         failed = reports.iter().filter(|r| !r.ok).count(),
         missing,
         put_outcome_unknown_calls = unknown_calls,
-        possible_duplicates = unknown_events,
+        possible_duplicates = resent,
         kind = ?kind,
         "invocation done"
     );

@@ -1,11 +1,10 @@
 //! One invocation's state, shared by its records: what the runtime told us,
 //! a checkpointer per task document and a turn per log stream.
 
-use crate::core::checkpoint::LeaseOutcome;
 use crate::core::keys::TaskRef;
-use crate::core::ranges::RangeSet;
 use crate::ports::CheckpointStore;
 use crate::shipper::checkpoint::{CheckpointError, Checkpointer};
+use crate::shipper::lease::Found;
 use std::collections::HashMap;
 use std::sync::Arc;
 use tokio::sync::{Mutex, OwnedMutexGuard};
@@ -46,7 +45,7 @@ pub struct InvocationState<'a, C> {
     streams: Mutex<HashMap<String, Arc<Mutex<()>>>>,
     /// Leases taken for objects before their turn, by lease owner: what the
     /// shared lease write found for each (`handler::prelease`).
-    preleased: Mutex<HashMap<String, (LeaseOutcome, RangeSet)>>,
+    preleased: Mutex<HashMap<String, Found>>,
 }
 
 type FlushResults = Vec<((String, TaskRef), Result<(), CheckpointError>)>;
@@ -90,12 +89,12 @@ impl<'a, C: CheckpointStore> InvocationState<'a, C> {
         format!("{}/", self.inv.request_id)
     }
 
-    pub async fn set_preleased(&self, owner: String, outcome: (LeaseOutcome, RangeSet)) {
+    pub async fn set_preleased(&self, owner: String, outcome: Found) {
         self.preleased.lock().await.insert(owner, outcome);
     }
 
     /// What the shared lease write found for this owner's object, if it had one.
-    pub async fn take_preleased(&self, owner: &str) -> Option<(LeaseOutcome, RangeSet)> {
+    pub async fn take_preleased(&self, owner: &str) -> Option<Found> {
         self.preleased.lock().await.remove(owner)
     }
 

@@ -1,9 +1,8 @@
 //! Leases on chunk ranges in a task's checkpoint: how long one lasts, and an
 //! object's chunks leased in one write.
 
-use crate::core::checkpoint::LeaseOutcome;
+use crate::core::checkpoint::{LeaseOutcome, Recorded};
 use crate::core::keys::ChunkKey;
-use crate::core::ranges::RangeSet;
 use crate::ports::CheckpointStore;
 use crate::shipper::checkpoint::{CheckpointError, Checkpointer};
 use chrono::{DateTime, Utc};
@@ -17,9 +16,10 @@ pub fn expiry(deadline_ms: i64) -> DateTime<Utc> {
         .unwrap_or_else(Utc::now)
 }
 
-/// What leasing found for one chunk: the outcome, and the shipped ranges of
-/// its file at that moment (the events the pump skips).
-pub type Found = (LeaseOutcome, RangeSet);
+/// What leasing found for one chunk: the outcome, and what the document
+/// recorded of its file at that moment (the shipped events the pump skips,
+/// the unverified ranges it reads back before sending).
+pub type Found = (LeaseOutcome, Recorded);
 
 /// Another owner's unexpired lease on the chunk at `index`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -52,10 +52,7 @@ pub async fn lease_all<C: CheckpointStore>(
                     };
                     return (Err(held), false);
                 }
-                outcome => {
-                    let shipped = trial.file(key).map(|f| f.shipped.clone());
-                    found.push((outcome, shipped.unwrap_or_default()));
-                }
+                outcome => found.push((outcome, trial.recorded(key))),
             }
         }
         let write = found.iter().any(|(o, _)| *o == LeaseOutcome::Taken);

@@ -21,6 +21,17 @@ pub struct Figures {
     pub unknown_calls: u64,
 }
 
+/// The read-back's counts, only in an invocation that read a stream back:
+/// like the `Kind` lines, they cost a metric only in the hours they occur.
+fn read_backs(line: Line, o: &Observed) -> Line {
+    if o.reads == 0 {
+        return line;
+    }
+    line.count("EventsVerified", o.verified)
+        .count("EventsResent", o.resent)
+        .count("ReadBacks", o.reads)
+}
+
 /// The invocation's lines: the summary, then one per failure kind.
 pub fn lines(function: &str, now_ms: i64, reports: &[RecordReport], f: &Figures) -> Vec<Line> {
     let objects = || reports.iter().flat_map(|r| &r.objects);
@@ -64,6 +75,7 @@ pub fn lines(function: &str, now_ms: i64, reports: &[RecordReport], f: &Figures)
             f.observed.lag_ms.values(MAX_VALUES),
         )
         .property("message", "invocation metrics");
+    let summary = read_backs(summary, &f.observed);
     let by_kind = kinds.into_iter().map(|(kind, n)| {
         Line::new(now_ms)
             .dimension("Function", function)
@@ -72,4 +84,22 @@ pub fn lines(function: &str, now_ms: i64, reports: &[RecordReport], f: &Figures)
             .property("message", "failed records by kind")
     });
     std::iter::once(summary).chain(by_kind).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn read_back_counts_only_when_a_stream_was_read() {
+        let quiet = lines("f", 0, &[], &Figures::default());
+        assert!(quiet[0].get("ReadBacks").is_none());
+        assert!(quiet[0].get("EventsResent").is_none());
+        let mut f = Figures::default();
+        (f.observed.verified, f.observed.resent, f.observed.reads) = (7, 3, 2);
+        let read = lines("f", 0, &[], &f);
+        assert_eq!(read[0].get("EventsVerified"), Some(&[7.0][..]));
+        assert_eq!(read[0].get("EventsResent"), Some(&[3.0][..]));
+        assert_eq!(read[0].get("ReadBacks"), Some(&[2.0][..]));
+    }
 }

@@ -20,6 +20,7 @@ pub mod replay;
 pub mod segment;
 pub mod sink;
 pub mod trigger;
+pub mod verify;
 
 pub use config::Config;
 pub use handler::{HandlerError, Response, Shipper};

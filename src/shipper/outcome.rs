@@ -54,9 +54,16 @@ pub struct ShipReport {
     pub put_calls: u64,
     pub restamped: u64,
     /// `PutLogEvents` calls whose outcome was unknown (reset, timeout, answer
-    /// lost), and their events: each such call may have stored one extra copy.
+    /// lost). Each is read back before anything is sent again.
     pub outcome_unknown_calls: u64,
+    /// Events sent again because a read-back did not find them within the
+    /// visibility bound: each a duplicate only if CloudWatch Logs had stored
+    /// it and took longer than the bound to show it.
     pub possible_duplicates: u64,
+    /// Events a read-back found already stored, so not sent again.
+    pub verified: u64,
+    /// `GetLogEvents` requests of the read-backs.
+    pub readback_calls: u64,
 }
 
 impl ShipReport {
@@ -75,6 +82,8 @@ impl ShipReport {
         self.restamped += r.restamped;
         self.outcome_unknown_calls += r.outcome_unknown_calls;
         self.possible_duplicates += r.possible_duplicates;
+        self.verified += r.verified;
+        self.readback_calls += r.readback_calls;
     }
 }
 
@@ -110,11 +119,25 @@ pub enum ObjectError {
     #[error("{key}: {source}")]
     Put {
         key: String,
+        /// Boxed: the read-back's errors make it the largest by far.
         #[source]
-        source: PutError,
+        source: Box<PutError>,
     },
     #[error("{key}: stopped before the Lambda deadline with progress saved; a retry resumes")]
     Deadline { key: String },
+    /// A range the checkpoint marks unverified (sent, perhaps stored, not
+    /// recorded) whose next batch the read-back could not yet find nor rule
+    /// out: nothing is sent; the retry reads again.
+    #[error(
+        "{key}: events {start}-{end} may be stored but are not recorded, and reading the stream back did not decide yet{}; a retry reads again",
+        read.as_ref().map(|e| format!(" (read failed: {e})")).unwrap_or_default()
+    )]
+    Unverified {
+        key: String,
+        start: u64,
+        end: u64,
+        read: Option<Box<PortError>>,
+    },
     #[error("{key}: {source}")]
     Checkpoint {
         key: String,
@@ -129,6 +152,7 @@ impl ObjectError {
     pub fn is_retryable(&self) -> bool {
         match self {
             ObjectError::LeaseHeld { .. } | ObjectError::Deadline { .. } => true,
+            ObjectError::Unverified { read, .. } => read.as_ref().is_none_or(|e| e.is_retryable()),
             ObjectError::Corrupt { .. } | ObjectError::Segment { .. } => false,
             ObjectError::Read { source, .. } => source.is_retryable(),
             ObjectError::Put { source, .. } => source.is_retryable(),
@@ -146,6 +170,7 @@ impl ObjectError {
             ObjectError::Put { source, .. } if source.is_ambiguous() => "put_outcome_unknown",
             ObjectError::Put { .. } => "put",
             ObjectError::Deadline { .. } => "deadline",
+            ObjectError::Unverified { .. } => "unverified",
             ObjectError::Checkpoint { .. } => "checkpoint",
         }
     }
@@ -158,6 +183,7 @@ impl ObjectError {
             | ObjectError::Read { key, .. }
             | ObjectError::Put { key, .. }
             | ObjectError::Deadline { key }
+            | ObjectError::Unverified { key, .. }
             | ObjectError::Checkpoint { key, .. } => key,
         }
     }

@@ -13,6 +13,7 @@ use crate::core::events::{EventBuilder, EventStats, Window};
 use crate::core::keys::ChunkKey;
 use crate::core::ranges::RangeSet;
 use crate::core::split::{Format, Piece, Splitter};
+use crate::core::verify::digest;
 use flate2::write::MultiGzDecoder;
 use std::io::Write;
 
@@ -51,6 +52,10 @@ struct Assembler {
     shipped: RangeSet,
     ready: std::collections::VecDeque<Batch>,
     duplicates: u64,
+    /// Skipped events as `(timestamp, message digest)`: they are in the
+    /// stream, and a read-back must not take them for a batch's.
+    skipped: Vec<(i64, u64)>,
+    scratch: String,
 }
 
 impl Assembler {
@@ -60,6 +65,12 @@ impl Assembler {
         };
         if !self.shipped.is_empty() && self.shipped.covers(e.source.0, e.source.1) {
             self.duplicates += 1;
+            self.scratch.clear();
+            // Counted when it was shipped, not again.
+            let escaped = self.builder.stats.escaped_bytes;
+            self.builder.write_message(&mut self.scratch, &e);
+            self.builder.stats.escaped_bytes = escaped;
+            self.skipped.push((e.timestamp, digest(&self.scratch)));
             return;
         }
         let builder = &mut self.builder;
@@ -94,6 +105,8 @@ impl Pipeline {
                 shipped,
                 ready: std::collections::VecDeque::new(),
                 duplicates: 0,
+                skipped: Vec::new(),
+                scratch: String::new(),
             },
             input: bytes::Bytes::new(),
             input_at: 0,
@@ -108,6 +121,11 @@ impl Pipeline {
     /// Events skipped because the checkpoint already had their range.
     pub fn duplicates(&self) -> u64 {
         self.assembler.duplicates
+    }
+
+    /// The events skipped since the last call, as `(timestamp, digest)`.
+    pub fn take_skipped(&mut self) -> Vec<(i64, u64)> {
+        std::mem::take(&mut self.assembler.skipped)
     }
 
     /// Hands over the next compressed bytes of the body; call `next_batch`

@@ -75,8 +75,7 @@ pub async fn prelease<C: CheckpointStore>(
                     {
                         continue;
                     }
-                    let shipped = doc.file(key).map(|f| f.shipped.clone()).unwrap_or_default();
-                    found.push((owner.clone(), (outcome, shipped)));
+                    found.push((owner.clone(), (outcome, doc.recorded(key))));
                 }
                 let write = found.iter().any(|(_, (o, _))| *o == LeaseOutcome::Taken);
                 (found, write)

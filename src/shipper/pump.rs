@@ -1,19 +1,26 @@
 //! Stage 3 of an object: stream its body through the pipeline into
 //! CloudWatch Logs, one batch in flight. Progress is written every
 //! `PROGRESS_EVERY_BATCHES` batches only (the completion write records the
-//! rest), so a small object costs no progress write at all; a crash between
-//! two progress writes re-sends at most that many batches.
+//! rest), so a small object costs no progress write at all. What a crash
+//! leaves sent but unrecorded is not sent again blindly: the lease written
+//! before the first batch announces the chunk's range, and once it expires
+//! unreleased the range is unverified; the batches are rebuilt exactly as
+//! before from the recorded offset (same events, same cuts) and each one in
+//! it is read back from the stream before it is sent. One batch in flight,
+//! in file order, so the first batch not found ends the reading.
 
 use crate::core::batch::Batch;
+use crate::core::checkpoint::{Recorded, Unverified};
 use crate::core::events::Window;
 use crate::core::keys::ChunkKey;
-use crate::core::ranges::RangeSet;
-use crate::ports::{CheckpointStore, LogSink, Object, ObjectStore, PortError};
+use crate::core::ranges::{RangeSet, overlaps};
+use crate::core::verify::{Decision, Known, Verdict};
+use crate::ports::{CheckpointStore, LogSink, Object, ObjectStore, PortError, Rejected};
 use crate::shipper::Config;
 use crate::shipper::checkpoint::Checkpointer;
 use crate::shipper::outcome::{ObjectError, ShipReport};
 use crate::shipper::pipeline::{Corrupt, Pipeline};
-use crate::shipper::sink::{Delivered, Sender, Undelivered};
+use crate::shipper::sink::{Delivered, PutError, Sender, Undelivered, refused};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::BoxStream;
@@ -35,6 +42,10 @@ pub struct Pumped {
     /// Source ranges stored by this invocation, whether recorded yet or not.
     pub delivered: RangeSet,
     pub report: ShipReport,
+    /// A call of unknown outcome left undecided: when (ms since the epoch),
+    /// and the source range of its batch, which the checkpoint marks
+    /// unverified (the batches after it were never sent).
+    pub unverified_at: Option<UnsettledAt>,
 }
 
 pub struct Pump<'r, O, C, L> {
@@ -75,6 +86,69 @@ struct Flow<'r> {
     spare: Option<Batch>,
     /// Batches delivered since the last progress write.
     unwritten: u32,
+    /// The chunk's events before the batch in hand that are in the stream
+    /// (shipped before, or handled by this pump): the read-back of an
+    /// expired lease's batch subtracts them.
+    known: Known,
+    /// The unverified ranges overlapping the chunk, while batches in them
+    /// are still to be read back.
+    unverified: Vec<Unverified>,
+    unverified_at: Option<UnsettledAt>,
+}
+
+/// A batch a call of unknown outcome left undecided: when it was first
+/// tried and when the call ended (ms since the epoch), and its source span.
+pub type UnsettledAt = (i64, i64, (u64, u64));
+
+/// How to read an unverified batch back: no call that may have stored it
+/// was made after `sent_before` (ms), and its copies were ingested within
+/// `ingested`; `known` is subtracted.
+struct Pending {
+    sent_before: i64,
+    ingested: (i64, i64),
+    subtract_known: bool,
+}
+
+/// What reading an unverified batch back found.
+enum Seen {
+    Stored,
+    /// Not (all) there: send it, or with a partial acceptance found, only
+    /// its refused events.
+    Send(Option<Rejected>),
+}
+
+impl Flow<'_> {
+    /// When the batch lies in unverified ranges: how to read it back, over
+    /// every call that may have stored it. A call of unknown outcome bounds
+    /// the ingestion window on both sides and left nothing else of the
+    /// chunk in it; an expired lease only from when it was taken (its owner
+    /// may have been stalled, not dead), and the chunk's events its owner
+    /// stored before the batch are in the window too.
+    fn unverified_for(&self, batch: &Batch) -> Option<Pending> {
+        let mine: Vec<&Unverified> = (self.unverified.iter())
+            .filter(|u| batch.events().any(|e| overlaps(u.range, e.source)))
+            .collect();
+        let sent_before = mine
+            .iter()
+            .map(|u| u.sent_before.timestamp_millis())
+            .max()?;
+        let since = (mine.iter())
+            .map(|u| u.sent_after.map_or(i64::MIN, |t| t.timestamp_millis()))
+            .min()
+            .unwrap_or(i64::MIN);
+        let ended = mine.iter().all(|u| u.ended);
+        Some(Pending {
+            sent_before,
+            ingested: (since, if ended { sent_before } else { i64::MAX }),
+            subtract_known: !ended,
+        })
+    }
+
+    fn absorb_skipped(&mut self, pipeline: &mut Pipeline) {
+        for (t, d) in pipeline.take_skipped() {
+            self.known.add_digest(t, d);
+        }
+    }
 }
 
 impl<'r, O, C, L> Pump<'r, O, C, L>
@@ -84,15 +158,22 @@ where
     L: LogSink,
 {
     /// `prefetched`: the object, if it is open already (a segment's part, a
-    /// key resolved by opening it); `shipped`: the checkpoint's ranges of
+    /// key resolved by opening it); `recorded`: what the checkpoint held of
     /// this file when the lease was taken.
-    pub async fn run(&self, prefetched: Option<Object>, shipped: RangeSet) -> Pumped {
+    pub async fn run(&self, prefetched: Option<Object>, recorded: Recorded) -> Pumped {
+        let Recorded {
+            shipped,
+            unverified,
+        } = recorded;
         let mut flow = Flow {
             in_flight: None,
             delivered: RangeSet::default(),
             report: ShipReport::default(),
             spare: None,
             unwritten: 0,
+            known: Known::default(),
+            unverified,
+            unverified_at: None,
         };
         let object = match self.open(prefetched).await {
             Ok(o) => o,
@@ -117,6 +198,14 @@ where
         let failure = self.drain(&mut flow, &mut pipeline, failure).await;
         flow.report.stats = pipeline.stats();
         flow.report.duplicates = pipeline.duplicates();
+        if flow.report.possible_duplicates > 0 {
+            tracing::warn!(
+                key = self.key_str,
+                stream = self.stream,
+                possible_duplicates = flow.report.possible_duplicates,
+                "events sent again after reading the stream back did not find them within the visibility bound: duplicates if CloudWatch Logs had stored them"
+            );
+        }
         match failure {
             Some(e) => flow.end(PumpEnd::Failed(e)),
             None => {
@@ -164,6 +253,7 @@ where
                 if let Some(b) = flow.spare.take() {
                     pipeline.recycle(b);
                 }
+                flow.absorb_skipped(pipeline);
                 self.send(flow, batch).await?;
             }
         }
@@ -184,6 +274,7 @@ where
         }
         if failure.is_none() || damaged {
             while let Ok(Some(batch)) = pipeline.next_batch() {
+                flow.absorb_skipped(pipeline);
                 if let Err(e) = self.send(flow, batch).await {
                     failure = failure.or(Some(e));
                     break;
@@ -212,6 +303,8 @@ where
             clamped_future = r.stats.clamped_future,
             outcome_unknown_calls = r.outcome_unknown_calls,
             possible_duplicates = r.possible_duplicates,
+            verified = r.verified,
+            readback_calls = r.readback_calls,
             "object shipped"
         );
     }
@@ -223,11 +316,30 @@ where
             });
         }
         self.wait(flow).await?;
-        let (sender, stream) = (self.sender, self.stream);
         // Retries end where the margin begins: it is kept for the checkpoint.
         let until = self.deadline_ms - self.margin_ms;
+        let mut refused = None;
+        if let Some(pending) = flow.unverified_for(&batch) {
+            match self.read_back(flow, &batch, pending, until).await? {
+                Seen::Stored => {
+                    let d = Delivered {
+                        verified: batch.len() as u64,
+                        stored: RangeSet::from(
+                            batch.events().map(|e| e.source).collect::<Vec<_>>(),
+                        ),
+                        ..Delivered::default()
+                    };
+                    return self.settle(flow, Ok((d, batch))).await;
+                }
+                Seen::Send(r) => refused = r,
+            }
+        }
+        let (sender, stream) = (self.sender, self.stream);
         let mut call = async move {
-            match sender.deliver(stream, &batch, now_ms(), until).await {
+            match sender
+                .deliver(stream, &batch, now_ms(), until, refused)
+                .await
+            {
                 Ok(d) => Ok((d, batch)),
                 Err(u) => Err((u, batch)),
             }
@@ -239,6 +351,63 @@ where
             None => {
                 flow.in_flight = Some(call);
                 Ok(())
+            }
+        }
+    }
+
+    /// A batch in an unverified range, read back before it is sent. Once
+    /// one is not found, the ones after it were never sent (one batch in
+    /// flight, in file order) and are not read.
+    async fn read_back(
+        &self,
+        flow: &mut Flow<'r>,
+        batch: &Batch,
+        pending: Pending,
+        until: i64,
+    ) -> Result<Seen, ObjectError> {
+        let none = Known::default();
+        let known = if pending.subtract_known {
+            &flow.known
+        } else {
+            &none
+        };
+        let mut done = Delivered::default();
+        let (sent_before, ingested) = (pending.sent_before, pending.ingested);
+        let checked = (self.sender)
+            .read_back(
+                self.stream,
+                batch,
+                known,
+                sent_before,
+                ingested,
+                until,
+                &mut done,
+            )
+            .await;
+        flow.report.readback_calls += done.reads;
+        flow.report.possible_duplicates += done.resent;
+        match checked.decision {
+            Decision::Stored => Ok(Seen::Stored),
+            Decision::Send => {
+                let refused = refused(&checked, batch.len());
+                tracing::info!(key = self.key_str, stream = self.stream, verdict = ?checked.verdict, events = batch.len(), partly_accepted = refused.is_some(), "an unverified batch is not (all) in the stream; sending what is missing");
+                if checked.verdict == Some(Verdict::Absent) {
+                    flow.unverified.clear();
+                }
+                Ok(Seen::Send(refused))
+            }
+            Decision::Undecided => {
+                let first = batch
+                    .events()
+                    .map(|e| e.source.0)
+                    .min()
+                    .unwrap_or(self.key.start);
+                Err(ObjectError::Unverified {
+                    key: self.key_str.to_string(),
+                    start: first,
+                    end: self.key.end,
+                    read: checked.error.map(Box::new),
+                })
             }
         }
     }
@@ -260,15 +429,27 @@ where
             Ok((d, b)) => (d, None, b),
             Err((u, b)) => (u.done, Some(u.error), b),
         };
+        if let Some(PutError::Unverified { sent_after_ms, .. }) = &failure {
+            let sources = batch.events().map(|e| e.source);
+            let span = sources.fold((u64::MAX, 0), |(a, b), (s, e)| (a.min(s), b.max(e)));
+            flow.unverified_at = Some((*sent_after_ms, now_ms(), span));
+        }
         let r = &mut flow.report;
-        r.sent += batch
+        let mut stored = 0u64;
+        for e in batch
             .events()
             .filter(|e| d.stored.covers(e.source.0, e.source.1))
-            .count() as u64;
+        {
+            flow.known.add(e.timestamp, e.message);
+            stored += 1;
+        }
+        r.sent += stored.saturating_sub(d.verified);
         r.put_calls += d.calls;
         r.restamped += d.restamped;
         r.outcome_unknown_calls += d.unknown_calls;
-        r.possible_duplicates += d.unknown_events;
+        r.possible_duplicates += d.resent;
+        r.verified += d.verified;
+        r.readback_calls += d.reads;
         flow.delivered.union(&d.stored);
         flow.spare = Some(batch);
         // Queued at once, so any later write of the document carries it.
@@ -284,7 +465,7 @@ where
         if let Some(source) = failure {
             return Err(ObjectError::Put {
                 key: self.key_str.to_string(),
-                source,
+                source: Box::new(source),
             });
         }
         recorded.map_err(|source| {
@@ -303,6 +484,7 @@ impl Flow<'_> {
             end,
             delivered: self.delivered,
             report: self.report,
+            unverified_at: self.unverified_at,
         }
     }
 }

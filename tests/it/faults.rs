@@ -39,19 +39,25 @@ pub enum Fault {
     /// Answered `200 {}` by the proxy, never forwarded: a stand-in CloudWatch
     /// Logs that stores nothing, for volumes the emulator cannot take.
     Accept,
+    /// The emulator handles the request; the answer is held back until the
+    /// client goes away (a test kills it meanwhile: a crash after a put).
+    Hold,
 }
 
 impl Fault {
     /// Whether the emulator carried the request out.
     pub fn handled(self) -> bool {
-        matches!(self, Fault::Pass | Fault::ResetAfter | Fault::CutBody)
+        matches!(
+            self,
+            Fault::Pass | Fault::ResetAfter | Fault::CutBody | Fault::Hold
+        )
     }
 
     /// Whether the client cannot tell if the request was carried out.
     pub fn ambiguous(self) -> bool {
         matches!(
             self,
-            Fault::ResetBefore | Fault::ResetAfter | Fault::CutBody | Fault::Stall
+            Fault::ResetBefore | Fault::ResetAfter | Fault::CutBody | Fault::Stall | Fault::Hold
         )
     }
 }
@@ -89,10 +95,26 @@ pub struct Injected {
     pub body: Vec<u8>,
 }
 
+/// Which `GetLogEvents` answers leave out the events of puts the emulator
+/// stored but whose answer was lost: a service slow to show what it stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Hide {
+    /// Every read shows everything.
+    #[default]
+    Nothing,
+    /// The next `n` reads hide them.
+    Reads(u64),
+    /// Every read hides them until told otherwise (`hide(Hide::Nothing)`).
+    UntilTold,
+}
+
 #[derive(Default)]
 struct Shared {
     counts: HashMap<String, u64>,
     injected: Vec<Injected>,
+    hide: Hide,
+    /// Reads answered with events hidden.
+    hidden_reads: u64,
 }
 
 pub struct FaultProxy {
@@ -162,6 +184,22 @@ impl FaultProxy {
             .clone()
     }
 
+    /// From now on, reads hide the events of puts stored without an answer.
+    pub fn hide(&self, hide: Hide) {
+        self.shared.lock().unwrap_or_else(|p| p.into_inner()).hide = hide;
+    }
+
+    /// Reads answered with events hidden so far.
+    pub fn hidden_reads(&self) -> u64 {
+        let s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
+        s.hidden_reads
+    }
+
+    /// Whether a request was answered with `fault` (for waiting on a hold).
+    pub fn saw(&self, fault: Fault) -> bool {
+        self.injected().iter().any(|i| i.fault == fault)
+    }
+
     /// Requests seen per operation.
     pub fn requests(&self, op: &str) -> u64 {
         let s = self.shared.lock().unwrap_or_else(|p| p.into_inner());
@@ -203,7 +241,7 @@ async fn serve(
         *c
     };
     let fault = rule(&req, n);
-    if fault != Fault::Pass {
+    if fault != Fault::Pass && fault != Fault::Hold {
         shared
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -261,8 +299,28 @@ async fn serve(
             while client.read(&mut sink).await? > 0 {}
             Ok(())
         }
+        Fault::Hold => {
+            forward(upstream, &raw.bytes, head_end).await?;
+            // Recorded only now, once the emulator has stored it.
+            shared
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .injected
+                .push(Injected {
+                    op: op.clone(),
+                    path: path.to_string(),
+                    fault: Fault::Hold,
+                    body: req.body.to_vec(),
+                });
+            let mut sink = [0u8; 1024];
+            while client.read(&mut sink).await? > 0 {}
+            Ok(())
+        }
         Fault::Pass | Fault::ResetAfter | Fault::CutBody => {
-            let response = forward(upstream, &raw.bytes, head_end).await?;
+            let mut response = forward(upstream, &raw.bytes, head_end).await?;
+            if op == "logs:GetLogEvents" {
+                response = hide_unanswered(shared, response);
+            }
             match fault {
                 Fault::ResetAfter => reset(client),
                 Fault::CutBody => {
@@ -279,6 +337,65 @@ async fn serve(
             }
         }
     }
+}
+
+/// A `GetLogEvents` answer without the events of puts the emulator stored
+/// but whose answer was lost, while `Hide` says so (one left out per copy).
+fn hide_unanswered(shared: &Mutex<Shared>, response: Vec<u8>) -> Vec<u8> {
+    let mut s = shared.lock().unwrap_or_else(|p| p.into_inner());
+    match s.hide {
+        Hide::Nothing => return response,
+        Hide::Reads(0) => {
+            s.hide = Hide::Nothing;
+            return response;
+        }
+        Hide::Reads(n) => s.hide = Hide::Reads(n - 1),
+        Hide::UntilTold => {}
+    }
+    s.hidden_reads += 1;
+    let mut hidden: HashMap<(i64, String), usize> = HashMap::new();
+    for i in (s.injected.iter()).filter(|i| i.op == "logs:PutLogEvents" && i.fault.handled()) {
+        let body: serde_json::Value = serde_json::from_slice(&i.body).unwrap_or_default();
+        for e in body["logEvents"].as_array().into_iter().flatten() {
+            let key = (
+                e["timestamp"].as_i64().unwrap_or(0),
+                e["message"].as_str().unwrap_or("").to_string(),
+            );
+            *hidden.entry(key).or_default() += 1;
+        }
+    }
+    drop(s);
+    let body_at = find(&response, b"\r\n\r\n").map_or(response.len(), |i| i + 4);
+    let Ok(mut page) = serde_json::from_slice::<serde_json::Value>(&response[body_at..]) else {
+        return response;
+    };
+    if let Some(events) = page["events"].as_array_mut() {
+        events.retain(|e| {
+            let key = (
+                e["timestamp"].as_i64().unwrap_or(0),
+                e["message"].as_str().unwrap_or("").to_string(),
+            );
+            match hidden.get_mut(&key) {
+                Some(n) if *n > 0 => {
+                    *n -= 1;
+                    false
+                }
+                _ => true,
+            }
+        });
+    }
+    let body = page.to_string();
+    let head = String::from_utf8_lossy(&response[..body_at]);
+    let mut lines: Vec<&str> = head
+        .split("\r\n")
+        .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().starts_with("content-length:"))
+        .collect();
+    let length = format!("Content-Length: {}", body.len());
+    lines.push(&length);
+    let mut out = lines.join("\r\n").into_bytes();
+    out.extend_from_slice(b"\r\n\r\n");
+    out.extend_from_slice(body.as_bytes());
+    out
 }
 
 /// Events in a `PutLogEvents` request body.

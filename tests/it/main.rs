@@ -17,6 +17,7 @@ mod rig;
 mod shipper;
 mod shipper_bad_input;
 mod shipper_cli;
+mod shipper_exact;
 mod shipper_faults;
 mod shipper_memory;
 mod shipper_reliability;

@@ -170,6 +170,10 @@ async fn the_shipper_reports_exact_counts_per_invocation() {
     for (name, n) in want {
         assert_eq!(metric(summary, name), json!(n as f64), "{name}: {summary}");
     }
+    // Nothing was read back: the read-back's metrics are left out.
+    for name in ["EventsVerified", "EventsResent", "ReadBacks"] {
+        assert!(summary.get(name).is_none(), "{name}: {summary}");
+    }
     // Every event's lag, in 1 s buckets: written 120 s (to the second) before
     // the run, stored during it.
     let lag = summary["Lag"].as_array().expect("Lag values");

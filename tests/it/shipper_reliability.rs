@@ -155,6 +155,19 @@ impl LogSink for RejectingSink {
     async fn create_stream(&self, group: &str, stream: &str) -> Result<(), PortError> {
         self.inner.create_stream(group, stream).await
     }
+
+    async fn events_between(
+        &self,
+        group: &str,
+        stream: &str,
+        from_ms: i64,
+        to_ms: i64,
+        ingested: (i64, i64),
+    ) -> Result<Vec<(i64, String)>, PortError> {
+        self.inner
+            .events_between(group, stream, from_ms, to_ms, ingested)
+            .await
+    }
 }
 
 #[tokio::test]
@@ -188,6 +201,92 @@ async fn partial_acceptance_then_a_failed_restamp_records_what_was_stored() {
     g.sort();
     w.sort();
     assert!(g == w);
+}
+
+/// CloudWatch Logs that, on call `on`, refuses the first `too_old` events
+/// as too old, stores the rest, and loses its answer; every other call
+/// passes.
+struct LostPartialSink {
+    inner: CloudWatchLogs,
+    on: u64,
+    too_old: usize,
+    calls: AtomicU64,
+}
+
+impl LogSink for LostPartialSink {
+    async fn put(&self, group: &str, stream: &str, batch: &Batch) -> Result<Rejected, PortError> {
+        if self.calls.fetch_add(1, Ordering::SeqCst) + 1 != self.on {
+            return self.inner.put(group, stream, batch).await;
+        }
+        let kept = logdrop::core::batch::batches_of(
+            (batch.events().skip(self.too_old)).map(|e| (e.timestamp, e.message, e.source)),
+        );
+        for b in &kept {
+            self.inner.put(group, stream, b).await?;
+        }
+        Err(PortError::Unknown(
+            "connection reset after the answer was sent".into(),
+        ))
+    }
+
+    async fn create_group(&self, group: &str, days: Option<u32>) -> Result<(), PortError> {
+        self.inner.create_group(group, days).await
+    }
+
+    async fn create_stream(&self, group: &str, stream: &str) -> Result<(), PortError> {
+        self.inner.create_stream(group, stream).await
+    }
+
+    async fn events_between(
+        &self,
+        group: &str,
+        stream: &str,
+        from_ms: i64,
+        to_ms: i64,
+        ingested: (i64, i64),
+    ) -> Result<Vec<(i64, String)>, PortError> {
+        (self.inner)
+            .events_between(group, stream, from_ms, to_ms, ingested)
+            .await
+    }
+}
+
+/// A partial acceptance whose answer is lost: the read-back finds the
+/// accepted run, and only the refused events are sent, re-stamped, as
+/// after an answered partial acceptance. Nothing is stored twice.
+#[tokio::test]
+async fn partial_acceptance_with_the_answer_lost_sends_only_the_refused_events() {
+    let rig = Rig::new("partial-lost").await;
+    let file = "localhost_access_log.2026-11-24.txt";
+    let content = logdrop::generate::access_log(3 << 20, 13, hours_ago(2));
+    let key = rig.upload_chunk(file, &content, 0, content.len()).await;
+    let sink = LostPartialSink {
+        inner: rig.logs.clone(),
+        on: 2,
+        too_old: 5,
+        calls: AtomicU64::new(0),
+    };
+    // moto shows a stored event at once.
+    let config = rig.config(&[("LOGDROP_VISIBILITY_BOUND", "0s")]);
+    let shipper = Shipper::new(rig.s3.clone(), rig.s3.clone(), sink, config);
+    let r = shipper
+        .handle(&rig.s3_event(std::slice::from_ref(&key)), &inv("pl"))
+        .await
+        .expect("the refused events are re-stamped")
+        .to_json();
+    let report = &r["records"][0]["objects"][0]["report"];
+    assert_eq!(report["outcome_unknown_calls"], 1, "{report}");
+    assert_eq!(report["restamped"], 5, "{report}");
+    assert_eq!(report["possible_duplicates"], 5, "{report}");
+    let got = rig.events(&rig.stream("localhost_access_log")).await;
+    let want = expected_events(file, &content);
+    assert_eq!(got.len(), want.len(), "nothing stored twice");
+    let text = |v: Vec<(i64, String)>| {
+        let mut m: Vec<String> = v.into_iter().map(|e| e.1).collect();
+        m.sort();
+        m
+    };
+    assert!(text(got) == text(want), "every message once");
 }
 
 #[tokio::test]
@@ -249,6 +348,19 @@ impl LogSink for SlowSink {
 
     async fn create_stream(&self, group: &str, stream: &str) -> Result<(), PortError> {
         self.inner.create_stream(group, stream).await
+    }
+
+    async fn events_between(
+        &self,
+        group: &str,
+        stream: &str,
+        from_ms: i64,
+        to_ms: i64,
+        ingested: (i64, i64),
+    ) -> Result<Vec<(i64, String)>, PortError> {
+        self.inner
+            .events_between(group, stream, from_ms, to_ms, ingested)
+            .await
     }
 }
 

@@ -301,8 +301,8 @@ def summarise(rate, flush, recs, poller, writer, got, boot_ms, started, stopped)
             "s3_put_per_obj": s3_put / objects if objects else 0, "s3_get_per_obj": s3_get / objects if objects else 0,
             "cp_put_per_obj": cp_put / objects if objects else 0, "invocations_per_min": lam_n / 43200,
             "cost": cost, "total": sum(cost.values()), "p50": q(0.5), "p99": q(0.99), "max": lags[-1] if lags else 0,
-            "errors": writer.error_every, "error_p50": q(0.5, error_lags), "error_max": error_lags[-1] if error_lags else 0,
-            "exact": exact, "failures": poller.failures, "lines": sum(writer.written.values()),
+            "errors": writer.error_every, "error_p50": q(0.5, error_lags), "error_p99": q(0.99, error_lags), "error_max": error_lags[-1] if error_lags else 0,
+            "errors_in_window": len(error_lags), "exact": exact, "failures": poller.failures, "lines": sum(writer.written.values()),
             "ingest_cost": ingest_gb * PRICE["logs_gb"], "startup_ms": boot_ms,
             "requests": {k: round(v * scale) for k, v in tally(inside).items()}}
 
@@ -322,7 +322,7 @@ def fmt_row(c):
             f"{k['s3']:.2f} | {k['sqs']:.2f} | {k['lambda']:.2f} | {k['dynamodb']:.2f} | **{c['total']:.2f}** | "
             f"{c['p50']:.1f} | {c['p99']:.1f} | {c['max']:.1f} | {'yes' if c['exact'] else '**NO**'} | "
             f"{c['window_s']:.0f} | {c['ingest_cost']:.2f} | {c['errors'] or '-'} | "
-            f"{c['error_p50']:.1f} | {c['error_max']:.1f} |")
+            f"{c['error_p50']:.1f} | {c['error_p99']:.1f} | {c['error_max']:.1f} | {c['errors_in_window']} |")
 
 
 def report(cells, args, out):
@@ -332,8 +332,9 @@ def report(cells, args, out):
              "(30 days) at us-east-1 list prices; lag from a line's write to its CloudWatch ingestion.", "",
              "| lines/s | flush | objects/min | S3 PUT/obj (checkpoint) | S3 GET/obj | invocations/min | S3 | SQS "
              "| Lambda | DynamoDB | total | p50 lag s | p99 lag s | max lag s | exactly once | window s "
-             "| CW ingestion (not in total) | an error every (s) | error p50 lag s | error max lag s |",
-             "|" + "---|" * 20]
+             "| CW ingestion (not in total) | an error every (s) | error p50 lag s | error p99 lag s | error max lag s "
+             "| errors in window |",
+             "|" + "---|" * 22]
     lines += [fmt_row(c) for c in cells]
     lines += ["", "Requests per task-month in the counting window, by caller:", ""]
     keys = sorted({k for c in cells for k in c["requests"]})

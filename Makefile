@@ -16,7 +16,7 @@ RUNC_VERSION := 1.1.5+ds1-1+deb12u1
 TOMCAT_VERSION := 10.1.60-1~deb12u1
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 SAM := SAM_CLI_TELEMETRY=0 PATH="$(CURDIR)/$(VENV)/bin:$$PATH" $(VENV)/bin/sam
-TEMPLATES := template.yaml examples/ecs-task.yaml
+TEMPLATES := template.yaml examples/ecs-task.yaml examples/ecs-task-efs.yaml
 
 .PHONY: all venv node podman tomcat test lint demo invoke invoke-aws build sidecar image deploy bench bench-cost lock clean
 
@@ -117,6 +117,7 @@ bench: venv sidecar bench-cost
 	cargo bench --bench core
 	python3 scripts/bench-report.py | tee target/bench-core.md
 	SIDECAR=target/sidecar-$(SIDECAR_TARGET) scripts/bench-e2e.sh
+	scripts/with-moto.sh $(VENV)/bin/python scripts/bench-efs-lag.py
 
 # Requests counted by kind and priced per task-month, with p50/p99 lag (issue 9).
 bench-cost: venv

@@ -256,7 +256,10 @@ class Stack:
                 return self._sub(text, {k: self.resolve(v) for k, v in names.items()})
             if fn == "Fn::ImportValue":
                 name = self.resolve(arg)
-                exports = {e["Name"]: e["Value"] for e in client(self.endpoint, "cloudformation").list_exports()["Exports"]}
+                # moto also lists the exports of outputs left out by their
+                # condition, without a value or empty: those are not exported.
+                exports = {e["Name"]: e["Value"] for e in client(self.endpoint, "cloudformation").list_exports()["Exports"]
+                           if e.get("Value")}
                 if name not in exports:
                     fail(f"{self.name}: imports {name}, which no stack exports")
                 return exports[name]
@@ -369,6 +372,21 @@ def deploy(endpoint, name, path, params):
     stack = Stack(endpoint, name, template, params)
     stack.put_unimplemented()
     return stack
+
+
+def efs_network(endpoint):
+    """What the EFS parameters name, created in moto: a VPC with a subnet and
+    a security group, a file system and an access point with a POSIX user."""
+    ec2, efs = client(endpoint, "ec2"), client(endpoint, "efs")
+    vpc = ec2.create_vpc(CidrBlock="10.0.0.0/16")["Vpc"]["VpcId"]
+    subnet = ec2.create_subnet(VpcId=vpc, CidrBlock="10.0.1.0/24")["Subnet"]["SubnetId"]
+    sg = ec2.create_security_group(GroupName="sweeper", Description="logdrop sweeper", VpcId=vpc)["GroupId"]
+    fs = efs.create_file_system(CreationToken="logdrop", Encrypted=True)["FileSystemId"]
+    ap = efs.create_access_point(FileSystemId=fs, PosixUser={"Uid": 1000, "Gid": 1000}, RootDirectory={
+        "Path": "/logdrop", "CreationInfo": {"OwnerUid": 1000, "OwnerGid": 1000, "Permissions": "750"}})
+    return {"subnet": subnet, "sg": sg, "fs": fs, "ap_arn": ap["AccessPointArn"], "ap_id": ap["AccessPointId"],
+            "params": {"EfsAccessPointArn": ap["AccessPointArn"], "EfsFileSystemId": fs,
+                       "SweeperSubnetIds": subnet, "SweeperSecurityGroupIds": sg}}
 
 
 def run(main):

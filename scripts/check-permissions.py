@@ -1,28 +1,38 @@
 #!/usr/bin/env python3
 """Least privilege, proven on the real binaries' traffic.
 
-Creates the stack (template.yaml, SAM-transformed) twice in a moto server of
-its own, with DynamoDB checkpoints and S3 notifications, and with S3
-checkpoints and EventBridge, each with examples/ecs-task.yaml beside it.
+Creates the stack (template.yaml, SAM-transformed) three times in a moto
+server of its own: with DynamoDB checkpoints and S3 notifications, and with S3
+checkpoints and EventBridge, each with examples/ecs-task.yaml beside it; and
+with the EFS parameters set (the sweeper), with examples/ecs-task-efs.yaml.
 With moto's recorder on, it runs the real binaries as the stack and the task
 definition configure them: the sidecar (`--once`, the task definition's
 environment) uploads two Tomcat files; the shipper runs as the Lambda
 handler (`shipper invoke`) on the queue's messages, wrapped as Lambda's SQS
 event, and then `shipper poll --until-empty` after a second upload (the
-function's environment as created). Each binary signs with its own access key.
+function's environment as created). On the EFS stack, a local directory stands
+for the file system: the sidecar (`--once`, the EFS task definition's
+environment) ships a task's directory, the task dies with lines unshipped, a
+writer with no sidecar drops files into another directory, and the sweeper
+(`--root DIR`, the sweeper function's environment) ships both. Each binary
+signs with its own access key.
 
 Every recorded request is turned into an IAM request (action, resource ARN,
 the condition keys that apply) and evaluated by @cloud-copilot/iam-simulate
 (scripts/iam-evaluate.mjs) against the policies the template gives its
-principal: the shipper role's policy, the SidecarPolicy, and the bucket or
-queue policy of the resource. Every one must be allowed; each request in the
+principal: the shipper role's policy, the SidecarPolicy (with the
+SidecarEfsPolicy on EFS), the sweeper role's policy, and the bucket or queue
+policy of the resource. What Lambda and ECS do with the roles and no binary
+records (the function's log lines, the sweeper's network interfaces, mounting
+EFS through the access point) is evaluated too. Every one must be allowed; each request in the
 list of what must never be possible (the sidecar reading checkpoints or
-objects, the shipper deleting objects or writing to another log group,
-anything over plain HTTP) must be denied. A request this script cannot map
+objects, the shipper deleting objects or writing to another log group, the
+sweeper reading objects or checkpoints or writing another bucket, mounting EFS
+without the access point, anything over plain HTTP) must be denied. A request this script cannot map
 to an IAM action fails too: a new SDK call needs a line here and a
 permission in the template.
 
-Usage: check-permissions.py --shipper BIN --sidecar BIN [--template FILE]
+Usage: check-permissions.py --shipper BIN --sidecar BIN --sweeper BIN [--template FILE]
 [--report FILE]; prints the request kinds and the statements that allow
 them; exits 1 naming every failure.
 """
@@ -34,15 +44,19 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from urllib.parse import parse_qs, unquote, urlparse
 
 import requests
 
-from cfn_local import ACCOUNT, REGION, ROOT, SETUP_KEY, client, deploy, fail, run, start_moto, upload_code_stub
+from cfn_local import (ACCOUNT, REGION, ROOT, SETUP_KEY, client, deploy, efs_network, fail, run, start_moto,
+                       upload_code_stub)
 
 SIDECAR_KEY = "AKIALOGDROPSIDECAR00"
 SHIPPER_KEY = "AKIALOGDROPSHIPPER00"
+SWEEPER_KEY = "AKIALOGDROPSWEEPER00"
 TASK_TEMPLATE = os.path.join(ROOT, "examples/ecs-task.yaml")
+EFS_TASK_TEMPLATE = os.path.join(ROOT, "examples/ecs-task-efs.yaml")
 NODE_EVALUATOR = os.path.join(ROOT, "scripts/iam-evaluate.mjs")
 BINARY_TIMEOUT = 120  # seconds: a hung binary fails the check instead of hanging it
 
@@ -92,18 +106,23 @@ def aws_env(endpoint, key):
 class Deployment:
     """A logdrop stack, the task stack beside it, and how its binaries run."""
 
-    def __init__(self, endpoint, template, name, params):
+    def __init__(self, endpoint, template, name, params, efs=None):
         self.endpoint = endpoint
+        self.efs = efs
+        if efs:
+            params = {**params, **efs["params"]}
         self.stack = deploy(endpoint, name, template, params)
-        self.task = deploy(endpoint, f"{name}-task", TASK_TEMPLATE, {"LogdropStack": name})
+        self.task = deploy(endpoint, f"{name}-task", EFS_TASK_TEMPLATE if efs else TASK_TEMPLATE,
+                           {"LogdropStack": name})
         o = self.stack.outputs
+        self.sweeper = o["SweeperFunctionName"]["OutputValue"] if efs else None
         self.bucket = o["BucketName"]["OutputValue"]
         self.queue_url = o["ChunkQueueUrl"]["OutputValue"]
         self.queue_arn = self.stack.attr("ChunkQueue", "Arn")
         self.function = o["ShipperFunctionName"]["OutputValue"]
         self.log_group = self.stack.params["LogGroupName"]
 
-    def sidecar_env(self, log_dir, task_id):
+    def container_env(self):
         # The task definition's environment for the logdrop container, as created.
         ecs = client(self.endpoint, "ecs")
         td = ecs.describe_task_definition(
@@ -111,8 +130,30 @@ class Deployment:
         container = next(c for c in td["containerDefinitions"] if c["name"] == "logdrop")
         env = aws_env(self.endpoint, SIDECAR_KEY)
         env.update({e["name"]: str(e["value"]) for e in container.get("environment", [])})
+        return env
+
+    def sidecar_env(self, log_dir, task_id):
+        env = self.container_env()
         # What ECS's task metadata would tell, and the mount point's path.
         env.update({"LOGDROP_LOG_DIR": log_dir, "LOGDROP_CLUSTER": "demo", "LOGDROP_TASK_ID": task_id})
+        return env
+
+    def efs_sidecar_env(self, root, link, task_id):
+        env = self.container_env()
+        if env.get("LOGDROP_EFS_ROOT") != "/efs" or not env.get("LOGDROP_EFS_LINK", "").startswith("/handoff/"):
+            fail(f"{self.stack.name}: the EFS task's sidecar is not set up for EFS: {env}")
+        # The EFS volume's and the hand-off volume's mount points, here.
+        env.update({"LOGDROP_EFS_ROOT": root, "LOGDROP_EFS_LINK": link,
+                    "LOGDROP_CLUSTER": "demo", "LOGDROP_TASK_ID": task_id})
+        return env
+
+    def sweeper_env(self):
+        conf = client(self.endpoint, "lambda").get_function_configuration(FunctionName=self.sweeper)
+        env = aws_env(self.endpoint, SWEEPER_KEY)
+        env.update({k: str(v) for k, v in conf.get("Environment", {}).get("Variables", {}).items()})
+        # The task is gone: its sidecar's owner record counts as stale now
+        # (in AWS, LOGDROP_OWNER_STALE after its last heartbeat).
+        env["LOGDROP_OWNER_STALE"] = "0s"
         return env
 
     def shipper_env(self):
@@ -180,6 +221,53 @@ def scenario(dep, shipper_bin, sidecar_bin, work, task_id):
                                           startFromHead=True)["events"])
     if events != 600:
         fail(f"{dep.stack.name}: {events} events in {dep.log_group}, want 600 (300 lines of each file)")
+
+
+def efs_scenario(dep, sidecar_bin, sweeper_bin, work, task_id):
+    """The sidecar on "EFS" ships a task's directory and the task dies with
+    lines unshipped; a writer with no sidecar drops files into another
+    directory; one sweeper run ships both."""
+    base = os.path.join(work, dep.stack.name)
+    root, handoff = os.path.join(base, "efs"), os.path.join(base, "handoff")
+    os.makedirs(handoff)
+    task_dir = os.path.join(root, "demo", task_id)
+    os.makedirs(task_dir)
+    files = {CATALINA: tomcat_lines, ACCESS: access_lines}
+    for name, lines in files.items():
+        with open(os.path.join(task_dir, name), "w") as f:
+            f.write(lines(0, 200))
+    env = dep.efs_sidecar_env(root, os.path.join(handoff, "logs"), task_id)
+    binary([sidecar_bin, "--once"], env, f"{dep.stack.name}: sidecar --once on EFS")
+    if os.path.realpath(os.path.join(handoff, "logs")) != os.path.realpath(task_dir):
+        fail(f"{dep.stack.name}: the sidecar's link does not point at {task_dir}")
+    left = 0
+    for name, lines in files.items():
+        text = lines(200, 100)
+        left += len(text.encode())
+        with open(os.path.join(task_dir, name), "a") as f:
+            f.write(text)
+    plain = os.path.join(root, "demo", f"{int(task_id, 16) + 1:032x}")
+    os.makedirs(plain)
+    for name, lines in files.items():
+        text = lines(0, 50)
+        left += len(text.encode())
+        with open(os.path.join(plain, name), "w") as f:
+            f.write(text)
+    # Both writers are gone: their files have been quiet for an hour.
+    hour_ago = time.time() - 3600
+    for d in (task_dir, plain):
+        for name in files:
+            os.utime(os.path.join(d, name), (hour_ago, hour_ago))
+    out = binary([sweeper_bin, "--root", root], dep.sweeper_env(), f"{dep.stack.name}: sweeper --root")
+    report = json.loads(out)
+    got = {k: report.get(k) for k in ("swept", "failed", "bytes")}
+    if got != {"swept": 2, "failed": 0, "bytes": left}:
+        fail(f"{dep.stack.name}: sweeper report {report}, want 2 directories swept, {left} bytes")
+    s3 = client(dep.endpoint, "s3")
+    for d in (task_id, os.path.basename(plain)):
+        keys = s3.list_objects_v2(Bucket=dep.bucket, Prefix=f"logs/demo/{d}/segment/").get("KeyCount", 0)
+        if not keys:
+            fail(f"{dep.stack.name}: no segment of {d} in the bucket")
 
 
 # ---------------------------------------------------------------- requests
@@ -341,6 +429,15 @@ class Policies:
             "shipper": f"arn:aws:sts::{ACCOUNT}:assumed-role/{role}/{dep.function}",
             "sidecar": f"arn:aws:sts::{ACCOUNT}:assumed-role/{dep.task.physical['TaskRole']}/task",
         }
+        if dep.efs:
+            # The EFS task's role holds both policies the stack exports.
+            self.identity["sidecar"].append({
+                "name": "SidecarEfsPolicy",
+                "policy": stack.resolve(res["SidecarEfsPolicy"]["Properties"]["PolicyDocument"])})
+            self.identity["sweeper"] = [{"name": f"SweeperRole/{p['PolicyName']}", "policy": p["PolicyDocument"]}
+                                        for p in stack.resolve(res["SweeperRole"]["Properties"]["Policies"])]
+            self.principal["sweeper"] = \
+                f"arn:aws:sts::{ACCOUNT}:assumed-role/{stack.physical['SweeperRole']}/{dep.sweeper}"
         self.resource_policies = {f"arn:aws:s3:::{dep.bucket}": {
             "name": "LogBucketPolicy", "policy": stack.bucket_policies[dep.bucket]}}
         self.resource_policies[dep.queue_arn] = {
@@ -417,11 +514,82 @@ def must_never(dep, recorded_by_who):
         ("events.amazonaws.com", "sqs:SendMessage", dep.queue_arn,
          {"aws:SourceArn": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/another-rule"}, "another rule sends to the queue"),
     ]
+    if dep.efs:
+        cases += efs_must_never(dep, tls)
     # Every request the binaries made, once more over plain HTTP.
     for who, action, resource, context in recorded_by_who:
         cases.append((who, action, resource, {**context, "aws:SecureTransport": "false"},
                       f"{who} {action} over plain HTTP"))
     return cases
+
+
+def efs_must_never(dep, tls):
+    b = f"arn:aws:s3:::{dep.bucket}"
+    fs = f"arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/{dep.efs['fs']}"
+    other_fs = f"arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/fs-0123456789abcdef0"
+    ap = {**tls, "elasticfilesystem:AccessPointArn": dep.efs["ap_arn"]}
+    other_ap = {**tls, "elasticfilesystem:AccessPointArn":
+                f"arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:access-point/fsap-0123456789abcdef0"}
+    group = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{dep.log_group}"
+    table = f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/{dep.stack.physical.get('CheckpointTable', 'none')}"
+    segment = f"{b}/logs/demo/t/segment/000000000000001.gz"
+    return [
+        ("sweeper", "s3:GetObject", segment, tls, "sweeper reads a segment"),
+        ("sweeper", "s3:DeleteObject", segment, tls, "sweeper deletes a segment"),
+        ("sweeper", "s3:GetObject", f"{b}/checkpoints/demo/t.json", tls, "sweeper reads a checkpoint"),
+        ("sweeper", "s3:PutObject", f"{b}/checkpoints/demo/t.json", tls, "sweeper writes a checkpoint"),
+        ("sweeper", "s3:PutObject", "arn:aws:s3:::another-bucket/logs/demo/t/segment/000000000000001.gz", tls,
+         "sweeper writes another bucket"),
+        ("sweeper", "s3:ListBucket", b, {**tls, "s3:prefix": "logs/"}, "sweeper lists the bucket"),
+        ("sweeper", "dynamodb:GetItem", table, tls, "sweeper reads the checkpoint table"),
+        ("sweeper", "logs:PutLogEvents", f"{group}:log-stream:x", tls, "sweeper writes the file log group"),
+        ("sweeper", "sqs:SendMessage", dep.queue_arn, tls, "sweeper sends to the queue"),
+        ("sweeper", "elasticfilesystem:ClientMount", fs, tls, "sweeper mounts EFS without the access point"),
+        ("sweeper", "elasticfilesystem:ClientWrite", fs, other_ap, "sweeper writes through another access point"),
+        ("sweeper", "elasticfilesystem:ClientRootAccess", fs, ap, "sweeper is root on EFS"),
+        ("sweeper", "elasticfilesystem:ClientWrite", other_fs, ap, "sweeper writes another file system"),
+        ("sweeper", "elasticfilesystem:ClientMount", fs, {**ap, "aws:SecureTransport": "false"},
+         "sweeper mounts EFS without TLS"),
+        ("sweeper", "ec2:CreateNetworkInterface", f"arn:aws:ec2:eu-west-1:{ACCOUNT}:network-interface/eni-0123", tls,
+         "sweeper makes a network interface in another Region"),
+        ("sweeper", "ec2:DeleteVpc", f"arn:aws:ec2:{REGION}:{ACCOUNT}:vpc/vpc-0123", tls, "sweeper deletes a VPC"),
+        ("sidecar", "elasticfilesystem:ClientMount", fs, tls, "EFS task mounts without the access point"),
+        ("sidecar", "elasticfilesystem:ClientWrite", fs, other_ap, "EFS task writes through another access point"),
+        ("sidecar", "elasticfilesystem:ClientRootAccess", fs, ap, "EFS task is root on EFS"),
+        ("sidecar", "elasticfilesystem:ClientMount", fs, {**ap, "aws:SecureTransport": "false"},
+         "EFS task mounts without TLS"),
+        ("sidecar", "elasticfilesystem:ClientWrite", other_fs, ap, "EFS task writes another file system"),
+    ]
+
+
+def efs_must_allow_besides(dep):
+    """What Lambda (the sweeper's VPC and file system, its log lines) and
+    ECS (the task's EFS volume) do with the roles."""
+    fs = f"arn:aws:elasticfilesystem:{REGION}:{ACCOUNT}:file-system/{dep.efs['fs']}"
+    tls = {"aws:SecureTransport": "true"}
+    ap = {**tls, "elasticfilesystem:AccessPointArn": dep.efs["ap_arn"]}
+    eni = f"arn:aws:ec2:{REGION}:{ACCOUNT}:network-interface/eni-0123456789abcdef0"
+    group = dep.stack.physical["SweeperLogGroup"]
+    stream = f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{group}:log-stream:2026/11/24/[$LATEST]0123"
+    return [
+        ("sweeper", "elasticfilesystem:ClientMount", fs, ap, "Lambda mounts the access point"),
+        ("sweeper", "elasticfilesystem:ClientWrite", fs, ap, "the sweeper's state, locks and deletions"),
+        # CreateNetworkInterface is authorized on the interface, its subnet and its groups.
+        ("sweeper", "ec2:CreateNetworkInterface", eni, tls, "Lambda creates the function's network interface"),
+        ("sweeper", "ec2:CreateNetworkInterface", f"arn:aws:ec2:{REGION}:{ACCOUNT}:subnet/{dep.efs['subnet']}", tls,
+         "Lambda creates the network interface in the sweeper's subnet"),
+        ("sweeper", "ec2:CreateNetworkInterface", f"arn:aws:ec2:{REGION}:{ACCOUNT}:security-group/{dep.efs['sg']}",
+         tls, "Lambda creates the network interface with the sweeper's group"),
+        ("sweeper", "ec2:DescribeNetworkInterfaces", "*", tls, "Lambda reads the network interfaces"),
+        ("sweeper", "ec2:DescribeSubnets", "*", tls, "Lambda reads the subnets"),
+        ("sweeper", "ec2:DeleteNetworkInterface", eni, tls, "Lambda deletes the network interface"),
+        ("sweeper", "ec2:AssignPrivateIpAddresses", eni, tls, "Lambda assigns addresses"),
+        ("sweeper", "ec2:UnassignPrivateIpAddresses", eni, tls, "Lambda unassigns addresses"),
+        ("sweeper", "logs:CreateLogStream", stream, tls, "Lambda creates the sweeper's log stream"),
+        ("sweeper", "logs:PutLogEvents", stream, tls, "Lambda writes the sweeper's log lines"),
+        ("sidecar", "elasticfilesystem:ClientMount", fs, ap, "ECS mounts the task's EFS volume"),
+        ("sidecar", "elasticfilesystem:ClientWrite", fs, ap, "Tomcat and the sidecar write on EFS"),
+    ]
 
 
 def must_allow_besides(dep):
@@ -447,6 +615,8 @@ def must_allow_besides(dep):
     else:
         out.append(("events.amazonaws.com", "sqs:SendMessage", dep.queue_arn,
                     {"aws:SourceArn": dep.stack.attr("ChunkRule", "Arn")}, "the rule's delivery"))
+    if dep.efs:
+        out += efs_must_allow_besides(dep)
     return out
 
 
@@ -464,6 +634,8 @@ EXPECTED_BY_STORE = {
     "dynamodb": {("shipper", "dynamodb:GetItem", "table"), ("shipper", "dynamodb:PutItem", "table")},
     "s3": {("shipper", "s3:GetObject", "checkpoints/"), ("shipper", "s3:PutObject", "checkpoints/")},
 }
+# On the EFS stack the scenario runs the sidecar and the sweeper only.
+EXPECTED_EFS = {("sidecar", "s3:PutObject", "logs/"), ("sweeper", "s3:PutObject", "logs/")}
 
 
 def kind(dep, action, resource):
@@ -478,6 +650,12 @@ def kind(dep, action, resource):
         return "file log group"
     if resource.startswith(f"{groups}{dep.stack.physical['ShipperLogGroup']}:"):
         return "function log group"
+    if dep.efs and resource.startswith(f"{groups}{dep.stack.physical['SweeperLogGroup']}:"):
+        return "function log group"
+    if resource.startswith("arn:aws:elasticfilesystem:"):
+        return "file system" if dep.efs and resource.endswith("/" + dep.efs["fs"]) else "another file system"
+    if action.startswith("ec2:"):
+        return "network interfaces"
     if resource.startswith(groups):
         return "another log group"
     if resource.startswith(f"arn:aws:sqs:{REGION}:{ACCOUNT}:") and "DeadLetterQueue" in resource:
@@ -516,7 +694,7 @@ def check(dep, recorded):
         if res["result"] == "Allowed" or res["result"] == "Error":
             failures.append(f"ALLOWED but must never be ({why}): {who} {action} {resource}: "
                             f"{res['result']} {res.get('error') or res['allowedBy']}")
-    want = EXPECTED_KINDS | EXPECTED_BY_STORE[dep.stack.params["CheckpointStore"]]
+    want = EXPECTED_EFS if dep.efs else EXPECTED_KINDS | EXPECTED_BY_STORE[dep.stack.params["CheckpointStore"]]
     seen = {k for k, v in kinds.items() if v["recorded"]}
     for k in sorted(want - seen):
         failures.append(f"the scenario made no {k[1]} on {k[2]} as the {k[0]}: the run did not cover it")
@@ -536,6 +714,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--shipper", required=True)
     ap.add_argument("--sidecar", required=True)
+    ap.add_argument("--sweeper", required=True)
     ap.add_argument("--template", default=os.path.join(ROOT, "template.yaml"))
     ap.add_argument("--report")
     args = ap.parse_args()
@@ -548,18 +727,24 @@ def main():
             Deployment(endpoint, args.template, "ddb-s3", {"LogGroupName": "/ecs/ddb-s3/files"}),
             Deployment(endpoint, args.template, "s3-eventbridge", {
                 "CheckpointStore": "s3", "Trigger": "EventBridge", "LogGroupName": "/ecs/s3-eventbridge/files"}),
+            Deployment(endpoint, args.template, "efs-sweeper", {"LogGroupName": "/ecs/efs-sweeper/files"},
+                       efs=efs_network(endpoint)),
         ]
-        principals = {SIDECAR_KEY: "sidecar", SHIPPER_KEY: "shipper"}
+        principals = {SIDECAR_KEY: "sidecar", SHIPPER_KEY: "shipper", SWEEPER_KEY: "sweeper"}
         failures, report = [], []
         for i, dep in enumerate(deployments):
             requests.post(f"{endpoint}/moto-api/recorder/reset-recording")
             requests.post(f"{endpoint}/moto-api/recorder/start-recording")
-            scenario(dep, args.shipper, args.sidecar, work, f"{i + 1:032x}")
+            if dep.efs:
+                efs_scenario(dep, args.sidecar, args.sweeper, work, f"{i + 1:032x}")
+            else:
+                scenario(dep, args.shipper, args.sidecar, work, f"{i + 1:032x}")
             requests.post(f"{endpoint}/moto-api/recorder/stop-recording")
             recorded = recorded_requests(recording, principals)
             f, lines, denied = check(dep, recorded)
             p = dep.stack.params
-            report.append(f"{dep.stack.name} (CheckpointStore={p['CheckpointStore']}, Trigger={p['Trigger']}): "
+            efs = ", EFS drops: sidecar on EFS and sweeper" if dep.efs else ""
+            report.append(f"{dep.stack.name} (CheckpointStore={p['CheckpointStore']}, Trigger={p['Trigger']}{efs}): "
                           f"{len(recorded)} requests recorded")
             report += lines + denied
             failures += [f"{dep.stack.name}: {x}" for x in f]

@@ -37,7 +37,7 @@ from cfnlint.decode import decode
 # from the dead-letter queue after a fix.
 MARGIN_DAYS = 3
 # Actions that have no resource-level permissions: "*" is their only resource.
-NO_RESOURCE_ACTIONS = {"ecr:GetAuthorizationToken"}
+NO_RESOURCE_ACTIONS = {"ecr:GetAuthorizationToken", "ec2:DescribeNetworkInterfaces", "ec2:DescribeSubnets"}
 # What the sidecar needs after its grace to save its state and exit.
 EXIT_SECONDS = 5
 
@@ -191,6 +191,8 @@ def stop_timeouts(containers, env_key, timeout_key, where):
 
 # Mappings whose keys are the user's, not property names.
 FREE_KEYS = {"Options", "DockerLabels", "SecretOptions"}
+# CloudFormation names whose API name is not just the first letter lowered.
+API_NAMES = {"EFSVolumeConfiguration": "efsVolumeConfiguration", "FilesystemId": "fileSystemId", "IAM": "iam"}
 
 
 def api_shape(value, params, key=None):
@@ -210,7 +212,7 @@ def api_shape(value, params, key=None):
             return f"<{fn}>"
     if key in FREE_KEYS:
         return {k: api_shape(v, params) for k, v in value.items()}
-    return {k[:1].lower() + k[1:]: api_shape(v, params, k) for k, v in value.items()}
+    return {API_NAMES.get(k, k[:1].lower() + k[1:]): api_shape(v, params, k) for k, v in value.items()}
 
 
 def validate_task_definition(doc):

@@ -57,6 +57,10 @@ pub struct Config {
     pub efs_link: Option<PathBuf>,
     /// How often the owner record on EFS is rewritten.
     pub heartbeat: Duration,
+    /// The files are on a file system other hosts mount (EFS): a file is
+    /// known by its inode and fingerprint alone, as each NFS client reports
+    /// its own device number. Set by `on_efs` and for each swept directory.
+    pub shared_fs: bool,
     /// Events that make a flush due before the interval (`LOGDROP_EARLY_FLUSH_LEVEL`,
     /// `LOGDROP_EARLY_FLUSH_5XX`).
     pub early_flush: Rule,
@@ -141,6 +145,7 @@ impl Config {
             efs_root: efs_root(env)?,
             efs_link: env.get("LOGDROP_EFS_LINK").map(PathBuf::from),
             heartbeat: env.duration("LOGDROP_HEARTBEAT", DEFAULT_HEARTBEAT)?,
+            shared_fs: false,
             early_flush: Rule {
                 juli_level: Rule::parse_level(&env.or("LOGDROP_EARLY_FLUSH_LEVEL", "SEVERE"))
                     .map_err(|p| err("LOGDROP_EARLY_FLUSH_LEVEL", p))?,
@@ -158,6 +163,7 @@ impl Config {
         if let Some(root) = &self.efs_root {
             self.log_dir = task_dir(root, cluster, task_id);
             self.state_dir = self.log_dir.join(".logdrop");
+            self.shared_fs = true;
         }
     }
 

@@ -43,10 +43,13 @@ impl<S> Ctx<S> {
         let id = f.record.identity;
         match &self.limits {
             None => len,
+            // Without a recorded device (a shared file system) the inode alone.
             Some(l) => len.min(
-                l.get(&(id.dev.unwrap_or_default(), id.inode))
-                    .copied()
-                    .unwrap_or(0),
+                l.iter()
+                    .find(|((dev, inode), _)| {
+                        *inode == id.inode && id.dev.is_none_or(|d| d == *dev)
+                    })
+                    .map_or(0, |(_, &n)| n),
             ),
         }
     }

@@ -258,6 +258,16 @@ pub(crate) fn plan<S>(
             left = true;
             continue;
         }
+        // A sweep opens each file first: on NFS an open revalidates the size
+        // and time that a path's stat may serve from the client's cache, and
+        // a file that only looks quiet would have its last line cut.
+        if mode == Mode::Sweep
+            && let Err(e) = f.handle(&ctx.config.log_dir)
+        {
+            f.note_failure(&e);
+            left = true;
+            continue;
+        }
         let len = match f.size() {
             Ok(len) => ctx.limit(f, len),
             Err(e) => {

@@ -41,6 +41,8 @@ pub struct Followed {
     pub grew: Option<(u64, Instant)>,
     /// A newer file of its series exists (by name): its writer moved on.
     pub rotated: bool,
+    /// On a shared file system the device number is not recorded (`Config::shared_fs`).
+    pub shared_fs: bool,
     /// Its unshipped lines looked at for an urgent event (an early flush).
     pub watch: Watch,
 }
@@ -78,6 +80,7 @@ impl Followed {
             record,
             grew: None,
             rotated: false,
+            shared_fs: false,
         }
     }
 
@@ -102,7 +105,9 @@ impl Followed {
             if !self.record.identity.matches(m.dev(), m.ino()) {
                 return Ok(None);
             }
-            self.record.identity.dev = Some(m.dev());
+            if !self.shared_fs {
+                self.record.identity.dev = Some(m.dev());
+            }
             self.handle = Some(f);
         }
         Ok(self.handle.as_mut())
@@ -181,7 +186,12 @@ impl Followed {
     /// How long ago the file was last modified, as its directory entry says
     /// (a sweeper's only clue), with the clock moved on by `ahead`.
     pub fn quiet_since_modified(&self, ahead: Duration) -> Duration {
-        let mtime = self.seen.as_ref().and_then(|s| s.mtime);
+        // Through the open handle when there is one (see `cut::plan`).
+        let opened = self
+            .handle
+            .as_ref()
+            .and_then(|f| f.metadata().ok()?.modified().ok());
+        let mtime = opened.or_else(|| self.seen.as_ref().and_then(|s| s.mtime));
         mtime
             .and_then(|m| {
                 (std::time::SystemTime::now() + ahead)

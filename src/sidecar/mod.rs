@@ -64,9 +64,10 @@ impl<S: ObjectStore> Sidecar<S> {
             Some(_) => Some(owner::Owner::claim(&config, &mut state, &cluster, &task_id).await?),
             None => None,
         };
-        let (records, segment) = match state.load()? {
+        // (records, segment, whether the task record must be written)
+        let (records, segment, fresh) = match state.load()? {
             Some(s) if s.task.cluster == cluster && s.task.task_id == task_id => {
-                (s.files, s.segment)
+                (s.files, s.segment, false)
             }
             Some(s) => {
                 tracing::warn!(
@@ -74,16 +75,17 @@ impl<S: ObjectStore> Sidecar<S> {
                     "state belongs to another task; starting afresh"
                 );
                 state.reset()?;
-                (BTreeMap::new(), SegmentDoc::fresh())
+                (BTreeMap::new(), SegmentDoc::fresh(), true)
             }
-            None => (BTreeMap::new(), SegmentDoc::fresh()),
+            None => (BTreeMap::new(), SegmentDoc::fresh(), true),
         };
         let task = TaskDoc {
             version: state::STATE_VERSION,
             cluster: cluster.clone(),
             task_id: task_id.clone(),
         };
-        if let Err(e) = state.save_task(&task) {
+        // Written once: a sweeper starts here for every directory every run.
+        if fresh && let Err(e) = state.save_task(&task) {
             // A full or read-only state directory may recover: nothing is
             // uploaded before it can be recorded, and each pass tries again.
             tracing::error!(error = %e, "cannot write the state; nothing is uploaded until it can be");
@@ -111,7 +113,11 @@ impl<S: ObjectStore> Sidecar<S> {
             owner,
         };
         let scan = me.scan()?;
-        for (name, rec) in records {
+        for (name, mut rec) in records {
+            if me.ctx.config.shared_fs {
+                // Recorded by another NFS client, whose device number is its own.
+                rec.identity.dev = None;
+            }
             me.restore(name, rec, &scan);
         }
         Ok(me)
@@ -122,8 +128,9 @@ impl<S: ObjectStore> Sidecar<S> {
         let now = scan.get(&name);
         match tail::restore(&rec, now) {
             Restore::Resume => {
-                self.followed
-                    .insert(name, Followed::restored(rec, now.cloned()));
+                let mut f = Followed::restored(rec, now.cloned());
+                f.shared_fs = self.ctx.config.shared_fs;
+                self.followed.insert(name, f);
             }
             Restore::Finished => {
                 self.retired.insert(name, rec);
@@ -339,8 +346,12 @@ impl<S: ObjectStore> Sidecar<S> {
             }
             let generation = self.retired.remove(&s.name).map_or(0, |r| r.generation + 1);
             tracing::info!(file = s.name, generation, "following");
-            self.followed
-                .insert(s.name.clone(), Followed::new(s, generation));
+            let mut f = Followed::new(s, generation);
+            if self.ctx.config.shared_fs {
+                f.shared_fs = true;
+                f.record.identity.dev = None;
+            }
+            self.followed.insert(s.name.clone(), f);
         }
     }
 

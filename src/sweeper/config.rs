@@ -48,6 +48,7 @@ impl SweepConfig {
         c.log_dir = dir.to_path_buf();
         c.state_dir = dir.join(".logdrop");
         c.efs_root = None;
+        c.shared_fs = true;
         c.efs_link = None;
         c
     }

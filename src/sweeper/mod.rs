@@ -23,9 +23,12 @@ use chrono::Utc;
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
+use tracing::Instrument;
 
 /// A directory is not started with less time than this left before the deadline.
 const DIR_MARGIN: Duration = Duration::from_secs(10);
+/// Where a finished directory is moved, under its lock, before it is deleted.
+const TRASH: &str = ".logdrop-trash";
 
 /// What one run did, directory by directory.
 #[derive(Debug, Default, Clone, PartialEq, Eq, Serialize)]
@@ -66,6 +69,7 @@ pub async fn sweep<S: ObjectStore + Clone>(
     deadline: Option<Instant>,
 ) -> std::io::Result<SweepReport> {
     let dirs = task_dirs(&config.root)?;
+    empty_trash(&config.root);
     let start = cursor::resume_at(&config.root, &dirs);
     let mut report = SweepReport {
         dirs: dirs.len(),
@@ -83,8 +87,12 @@ pub async fn sweep<S: ObjectStore + Clone>(
             break;
         }
         let dir = config.root.join(cluster).join(task_id);
+        let span = tracing::info_span!("sweep", dir = %dir.display());
         // Boxed: the sidecar's pass is a deep future, and one per directory.
-        match Box::pin(sweep_dir(store, config, &dir, deadline)).await {
+        let outcome = Box::pin(sweep_dir(store, config, &dir, deadline))
+            .instrument(span)
+            .await;
+        match outcome {
             Ok(Outcome::Owned) => report.owned += 1,
             Ok(Outcome::Held) => report.held += 1,
             Ok(Outcome::Empty) => report.empty += 1,
@@ -96,6 +104,13 @@ pub async fn sweep<S: ObjectStore + Clone>(
                 report.swept += 1;
                 report.deleted += 1;
                 report.bytes += bytes;
+            }
+            Err(e) if deadline.is_some_and(|d| Instant::now() + DIR_MARGIN >= d) => {
+                // Stopped by the deadline, most likely: the next run starts here.
+                report.not_reached = dirs.len() - done;
+                cursor::save(&config.root, cluster, task_id);
+                tracing::warn!(dir = %dir.display(), error = %e, not_reached = report.not_reached, "the deadline came during the directory; the next run starts with it");
+                break;
             }
             Err(e) => {
                 report.failed += 1;
@@ -134,6 +149,7 @@ fn subdirs(dir: &Path) -> std::io::Result<Vec<String>> {
             tracing::warn!(dir = %dir.display(), name = ?entry.file_name(), "a name that is not UTF-8 is not a cluster or task; skipped");
             continue;
         };
+        // Not followed: a link is no task directory of this file system.
         if !name.starts_with('.') && entry.file_type().is_ok_and(|t| t.is_dir()) {
             out.push(name);
         }
@@ -153,6 +169,8 @@ enum DirError {
     Foreign { cluster: String, task_id: String },
     #[error("deleting it: {0}")]
     Delete(std::io::Error),
+    #[error("its path does not name a task as the sidecar spells it ({0}); left as it is")]
+    Name(crate::core::keys::KeyError),
     #[error("listing it: {0}")]
     List(std::io::Error),
 }
@@ -175,7 +193,15 @@ async fn sweep_dir<S: ObjectStore + Clone>(
         Liveness::NoOwner => None,
         Liveness::Gone(doc) => Some(doc.heartbeat),
     };
-    let Some(_lock) = owner::try_lock(&sidecar_config.state_dir)? else {
+    // Made here, not by the lock: a parent another sweeper has just deleted
+    // must not be made again.
+    match std::fs::create_dir(&sidecar_config.state_dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Outcome::Empty),
+        Err(e) => return Err(DirError::List(e)),
+    }
+    let Some(lock) = owner::try_lock(&sidecar_config.state_dir)? else {
         return Ok(Outcome::Held);
     };
     // Looked at again under the lock: a sidecar may have come back meanwhile.
@@ -185,7 +211,8 @@ async fn sweep_dir<S: ObjectStore + Clone>(
     let (cluster, task_id) = identity(&state, dir)?;
     let mut sidecar = Sidecar::start(store.clone(), sidecar_config, cluster, task_id).await?;
     if let Some(d) = deadline {
-        sidecar.set_deadline(d);
+        // Room left to save the state and release the lock after the last upload.
+        sidecar.set_deadline(d.checked_sub(DIR_MARGIN / 2).unwrap_or(d));
     }
     let left = sidecar.sweep().await?;
     let bytes = sidecar.totals().bytes;
@@ -194,11 +221,53 @@ async fn sweep_dir<S: ObjectStore + Clone>(
         && left.is_empty()
         && quiet_for(dir, heartbeat) >= config.retention
     {
-        std::fs::remove_dir_all(dir).map_err(DirError::Delete)?;
+        if let Some(other) = unmatched_file(dir, &config.for_dir(dir))? {
+            tracing::info!(dir = %dir.display(), file = other, "everything shipped, but the directory holds a file the patterns do not match; kept");
+            return Ok(Outcome::Swept { bytes });
+        }
+        // Moved away under the lock, deleted after: on NFS a deletion is
+        // many requests, and no sweeper may take the half-deleted directory.
+        let trash = config.root.join(TRASH);
+        let _ = std::fs::create_dir(&trash);
+        let moved = trash.join(format!("{}.{}", path_tail(dir), std::process::id()));
+        std::fs::rename(dir, &moved).map_err(DirError::Delete)?;
+        drop(lock);
+        std::fs::remove_dir_all(&moved).map_err(DirError::Delete)?;
         tracing::info!(dir = %dir.display(), "the task is gone and everything it wrote is shipped; its directory is deleted");
         return Ok(Outcome::Deleted { bytes });
     }
     Ok(Outcome::Swept { bytes })
+}
+
+/// `<cluster>.<task_id>`: a trash entry's name, unique per directory.
+fn path_tail(dir: &Path) -> String {
+    let name = |p: Option<&Path>| {
+        p.and_then(Path::file_name)
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    };
+    format!("{}.{}", name(dir.parent()), name(Some(dir)))
+}
+
+/// Deletes what an earlier run moved to the trash but could not delete.
+fn empty_trash(root: &Path) {
+    let trash = root.join(TRASH);
+    let Ok(entries) = std::fs::read_dir(&trash) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        if let Err(e) = std::fs::remove_dir_all(entry.path()) {
+            tracing::warn!(path = %entry.path().display(), error = %e, "cannot delete a finished directory moved aside; the next run tries again");
+        }
+    }
+}
+
+/// A file (not the state) the directory holds that no pattern matches.
+fn unmatched_file(dir: &Path, config: &crate::sidecar::Config) -> Result<Option<String>, DirError> {
+    let entries = std::fs::read_dir(dir).map_err(DirError::List)?;
+    Ok(entries
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .find(|name| name != ".logdrop" && !config.matches(name)))
 }
 
 fn has_matching_file(dir: &Path, config: &crate::sidecar::Config) -> Result<bool, DirError> {
@@ -215,7 +284,12 @@ fn identity(state: &StateDir, dir: &Path) -> Result<(String, String), DirError> 
     let task_id = names(dir).unwrap_or_default();
     let cluster = dir.parent().and_then(names).unwrap_or_default();
     let Some(task) = state.load_task()? else {
-        return Ok((cluster, task_id));
+        // The names decoded, as the sidecar encodes them (`task_dir`).
+        let decode = crate::core::keys::decode_component;
+        return Ok((
+            decode(&cluster).map_err(DirError::Name)?,
+            decode(&task_id).map_err(DirError::Name)?,
+        ));
     };
     let encoded = |s: &str| crate::core::keys::encode_component(s);
     if encoded(&task.cluster) != cluster || encoded(&task.task_id) != task_id {

@@ -1,8 +1,8 @@
 //! The deploy, proven locally (issue 17): the stacks created in moto's
 //! CloudFormation and wired as documented (scripts/check-stack.py), and every
-//! AWS request the real binaries make allowed by exactly the policies the
-//! template gives them, evaluated by a real IAM policy evaluator
-//! (scripts/check-permissions.py). Each script runs its own moto server, so
+//! AWS request the real binaries (sidecar, shipper, and the EFS drops'
+//! sweeper) make allowed by exactly the policies the template gives them,
+//! evaluated by a real IAM policy evaluator (scripts/check-permissions.py). Each script runs its own moto server, so
 //! what it records is only its own scenario's traffic. A broken copy of the
 //! template shows that each check fails when it should.
 
@@ -46,6 +46,7 @@ fn check_permissions(template: &Path, report: Option<&Path>) -> Output {
     cmd.arg(root().join("scripts/check-permissions.py"))
         .args(["--shipper", env!("CARGO_BIN_EXE_shipper")])
         .args(["--sidecar", env!("CARGO_BIN_EXE_sidecar")])
+        .args(["--sweeper", env!("CARGO_BIN_EXE_sweeper")])
         .arg("--template")
         .arg(template);
     if let Some(report) = report {
@@ -56,10 +57,18 @@ fn check_permissions(template: &Path, report: Option<&Path>) -> Output {
 
 /// A copy of template.yaml with `from` (which must occur once) replaced by `to`.
 fn broken(dir: &Path, from: &str, to: &str) -> PathBuf {
-    let text = std::fs::read_to_string(root().join("template.yaml")).expect("read template");
-    assert_eq!(text.matches(from).count(), 1, "{from:?} in template.yaml");
+    broken_in(dir, &[(from, to)])
+}
+
+/// A copy of template.yaml with each `from` (which must occur once) replaced by its `to`.
+fn broken_in(dir: &Path, changes: &[(&str, &str)]) -> PathBuf {
+    let mut text = std::fs::read_to_string(root().join("template.yaml")).expect("read template");
+    for (from, to) in changes {
+        assert_eq!(text.matches(from).count(), 1, "{from:?} in template.yaml");
+        text = text.replace(from, to);
+    }
     let path = dir.join("template.yaml");
-    std::fs::write(&path, text.replace(from, to)).expect("write copy");
+    std::fs::write(&path, text).expect("write copy");
     path
 }
 
@@ -78,11 +87,21 @@ fn every_stack_combination_is_created_and_wired() {
             }
         }
     }
-    assert!(
-        all.contains("CREATE_COMPLETE and wired: tomcat-task"),
+    for stack in [
+        "tomcat-task (examples/ecs-task.yaml",
+        "logdrop-efs with the sweeper",
+        "tomcat-task-efs (examples/ecs-task-efs.yaml",
+    ] {
+        assert!(
+            all.contains(&format!("CREATE_COMPLETE and wired: {stack}")),
+            "{stack:?} not checked:\n{all}"
+        );
+    }
+    assert_eq!(
+        all.matches("CREATE_COMPLETE and wired").count(),
+        11,
         "{all}"
     );
-    assert_eq!(all.matches("CREATE_COMPLETE and wired").count(), 9, "{all}");
 }
 
 #[test]
@@ -152,6 +171,13 @@ fn every_request_of_the_binaries_is_allowed_and_nothing_else() {
             "queue",
             "ShipperRole/shipper/ConsumeQueue",
         ),
+        // The EFS stack: the sidecar on EFS and the real sweeper's uploads.
+        (
+            "sweeper",
+            "s3:PutObject",
+            "logs/",
+            "SweeperRole/sweeper/UploadSegments",
+        ),
     ] {
         let found = all.lines().any(|l| {
             let words: Vec<&str> = l.split_whitespace().collect();
@@ -172,23 +198,57 @@ fn every_request_of_the_binaries_is_allowed_and_nothing_else() {
         ),
         "{all}"
     );
+    // What the sweeper must never do was evaluated, and denied.
+    for why in [
+        "sweeper reads a segment",
+        "sweeper reads a checkpoint",
+        "sweeper writes another bucket",
+        "sweeper mounts EFS without the access point",
+        "sweeper s3:PutObject over plain HTTP",
+    ] {
+        assert!(
+            all.lines()
+                .any(|l| l.trim_start().starts_with("denied") && l.contains(&format!("{why}: "))),
+            "{why:?} not denied:\n{all}"
+        );
+    }
     assert!(!all.contains("ALLOWED but"), "{all}");
 }
 
 #[test]
 fn a_missing_permission_or_a_too_broad_one_fails_the_permission_check() {
     let dir = tempfile::tempdir().expect("tempdir");
-    // The shipper's checkpoint write, no longer granted.
-    let path = broken(
+    // The shipper's checkpoint write, no longer granted; the sweeper granted
+    // reading segments instead of writing them.
+    let path = broken_in(
         dir.path(),
-        "Action: [dynamodb:GetItem, dynamodb:PutItem]",
-        "Action: [dynamodb:GetItem]",
+        &[
+            (
+                "Action: [dynamodb:GetItem, dynamodb:PutItem]",
+                "Action: [dynamodb:GetItem]",
+            ),
+            (
+                "- Sid: UploadSegments\n                Effect: Allow\n                Action: s3:PutObject",
+                "- Sid: UploadSegments\n                Effect: Allow\n                Action: s3:GetObject",
+            ),
+        ],
     );
     let out = check_permissions(&path, None);
     let all = text(&out);
     assert_eq!(out.status.code(), Some(1), "{all}");
     assert!(
         all.contains("DENIED but needed (recorded: POST / DynamoDB_20120810.PutItem)"),
+        "{all}"
+    );
+    assert!(
+        all.lines().any(
+            |l| l.contains("efs-sweeper: DENIED but needed (recorded: PUT /")
+                && l.contains(" sweeper s3:PutObject ")
+        ),
+        "{all}"
+    );
+    assert!(
+        all.contains("efs-sweeper: ALLOWED but must never be (sweeper reads a segment)"),
         "{all}"
     );
     // The sidecar allowed to read what it uploads (and every checkpoint).

@@ -95,5 +95,8 @@ async fn text_format_and_level_are_honoured() {
     .await;
     // Only the metrics line, which a log level does not silence.
     let logs: Vec<&str> = stderr.lines().filter(|l| !l.contains("\"_aws\"")).collect();
-    assert!(logs.is_empty(), "a successful invocation at ERROR logs nothing: {stderr}");
+    assert!(
+        logs.is_empty(),
+        "a successful invocation at ERROR logs nothing: {stderr}"
+    );
 }

@@ -301,7 +301,8 @@ def summarise(rate, flush, recs, poller, writer, got, boot_ms, started, stopped)
             "s3_put_per_obj": s3_put / objects if objects else 0, "s3_get_per_obj": s3_get / objects if objects else 0,
             "cp_put_per_obj": cp_put / objects if objects else 0, "invocations_per_min": lam_n / 43200,
             "cost": cost, "total": sum(cost.values()), "p50": q(0.5), "p99": q(0.99), "max": lags[-1] if lags else 0,
-            "errors": writer.error_every, "error_p50": q(0.5, error_lags), "error_max": error_lags[-1] if error_lags else 0,
+            "errors": writer.error_every, "error_p50": q(0.5, error_lags), "error_p99": q(0.99, error_lags),
+            "error_max": error_lags[-1] if error_lags else 0, "errors_in_window": len(error_lags),
             "exact": exact, "failures": poller.failures, "lines": sum(writer.written.values()),
             "ingest_cost": ingest_gb * PRICE["logs_gb"], "startup_ms": boot_ms,
             "requests": {k: round(v * scale) for k, v in tally(inside).items()}}
@@ -322,7 +323,7 @@ def fmt_row(c):
             f"{k['s3']:.2f} | {k['sqs']:.2f} | {k['lambda']:.2f} | {k['dynamodb']:.2f} | **{c['total']:.2f}** | "
             f"{c['p50']:.1f} | {c['p99']:.1f} | {c['max']:.1f} | {'yes' if c['exact'] else '**NO**'} | "
             f"{c['window_s']:.0f} | {c['ingest_cost']:.2f} | {c['errors'] or '-'} | "
-            f"{c['error_p50']:.1f} | {c['error_max']:.1f} |")
+            f"{c['error_p50']:.1f} | {c['error_p99']:.1f} | {c['error_max']:.1f} | {c['errors_in_window']} |")
 
 
 def report(cells, args, out):
@@ -332,8 +333,9 @@ def report(cells, args, out):
              "(30 days) at us-east-1 list prices; lag from a line's write to its CloudWatch ingestion.", "",
              "| lines/s | flush | objects/min | S3 PUT/obj (checkpoint) | S3 GET/obj | invocations/min | S3 | SQS "
              "| Lambda | DynamoDB | total | p50 lag s | p99 lag s | max lag s | exactly once | window s "
-             "| CW ingestion (not in total) | an error every (s) | error p50 lag s | error max lag s |",
-             "|" + "---|" * 20]
+             "| CW ingestion (not in total) | an error every (s) | error p50 lag s | error p99 lag s | error max lag s "
+             "| errors in window |",
+             "|" + "---|" * 22]
     lines += [fmt_row(c) for c in cells]
     lines += ["", "Requests per task-month in the counting window, by caller:", ""]
     keys = sorted({k for c in cells for k in c["requests"]})
@@ -363,31 +365,60 @@ def seconds(flush):
 
 
 def draw(cells, path):
-    """The cost-versus-lag picture: one point per flush interval (cells
-    without errors), cost per task-month against p50 and p99 lag, so a flush
-    interval is picked by looking; cells with errors show the error lag."""
+    """The cost-versus-lag picture, so a flush interval is picked by looking:
+    for the rate with the most flush intervals (cells without errors), one
+    point per interval, cost per task-month against p50 and p99 lag; other
+    rates as points; cells with errors as a bar from their error p50 to their
+    error max lag. Both axes logarithmic (the intervals span 5 s to minutes)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FuncFormatter
 
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=110)
-    plain = sorted((c for c in cells if not c.get("errors")), key=lambda c: seconds(c["flush"]))
-    if plain:
-        cost = [c["total"] for c in plain]
-        ax.plot(cost, [c["p99"] for c in plain], "o-", label="p99 lag")
-        ax.plot(cost, [c["p50"] for c in plain], "s--", label="p50 lag")
-        for c in plain:
-            ax.annotate(f"flush {seconds(c['flush']):g} s, {c['rate']} lines/s", (c["total"], c["p99"]),
-                        textcoords="offset points", xytext=(6, 4), fontsize=8)
+    fig, ax = plt.subplots(figsize=(9, 5.5), dpi=110)
+    plain = [c for c in cells if not c.get("errors")]
+    intervals = lambda r: len({seconds(c["flush"]) for c in plain if c["rate"] == r})
+    rates = sorted({c["rate"] for c in plain}, key=lambda r: -intervals(r))
+    if rates:
+        curve = sorted((c for c in plain if c["rate"] == rates[0]), key=lambda c: seconds(c["flush"]))
+        cost = [c["total"] for c in curve]
+        ax.plot(cost, [c["p99"] for c in curve], "o-", color="tab:blue", label=f"p99 lag, {rates[0]} lines/s")
+        ax.plot(cost, [c["p50"] for c in curve], "s--", color="tab:blue", alpha=0.6,
+                label=f"p50 lag, {rates[0]} lines/s")
+        named = set()
+        for c in curve:
+            s = seconds(c["flush"])
+            if s in named:
+                continue
+            named.add(s)
+            ax.annotate(f"flush {s:g} s" + (" (default)" if c["flush"] == "default" else ""),
+                        (c["total"], c["p99"]), textcoords="offset points", xytext=(6, 4), fontsize=8)
+        others = [c for c in plain if c["rate"] != rates[0]]
+        if others:
+            ax.plot([c["total"] for c in others], [c["p99"] for c in others], "D", color="tab:green", mfc="none",
+                    label="p99 lag at " + ", ".join(f"{c['rate']} lines/s flush {seconds(c['flush']):g} s"
+                                                    for c in others))
     for c in (c for c in cells if c.get("errors")):
+        ax.plot([c["total"]] * 2, [c["error_p50"], c["error_max"]], "r-", lw=2)
+        ax.plot([c["total"]], [c["error_p50"]], "rv")
         ax.plot([c["total"]], [c["error_max"]], "r^")
-        ax.annotate(f"an error every {c['errors']:g} s: max error lag", (c["total"], c["error_max"]),
-                    textcoords="offset points", xytext=(6, -10), fontsize=8, color="red")
-    ax.set_xlabel("AWS requests, USD per task-month")
-    ax.set_ylabel("lag from a line's write to CloudWatch Logs (s)")
+        ax.annotate(f"an error every {c['errors']:g} s, flush {seconds(c['flush']):g} s:\n"
+                    f"error lag p50 {c['error_p50']:.1f} s, max {c['error_max']:.1f} s",
+                    (c["total"], c["error_max"]), textcoords="offset points", xytext=(6, 2), fontsize=8, color="red",
+                    annotation_clip=False)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    plain_fmt = FuncFormatter(lambda v, _: f"{v:g}")
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_formatter(plain_fmt)
+        axis.set_minor_formatter(plain_fmt)
+    ax.tick_params(axis="both", which="both", labelsize=8)
+    ax.margins(x=0.2, y=0.1)
+    ax.set_xlabel("AWS requests, USD per task-month (log scale)")
+    ax.set_ylabel("lag, a line's write to CloudWatch Logs (s, log scale)")
     ax.set_title("logdrop: cost against lag by flush interval (make bench-cost)")
-    ax.grid(True, alpha=0.3)
-    ax.legend()
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)

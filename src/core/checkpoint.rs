@@ -54,6 +54,12 @@ pub struct Unverified {
     /// may be stalled rather than dead, and put later.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ended: bool,
+    /// Other ranges of the file were recorded shipped while the range was
+    /// leased or unverified: their events may be in the read-back's window
+    /// (identical lines at the same timestamps), so a count equal to the
+    /// batch's is not taken for the batch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub others_stored: bool,
 }
 
 /// What the document says of a chunk's file when its lease is taken: the
@@ -63,6 +69,11 @@ pub struct Recorded {
     pub shipped: RangeSet,
     /// The file's unverified ranges overlapping the chunk.
     pub unverified: Vec<Unverified>,
+    /// The latest time other ranges of the file may have been put, as far
+    /// as the document knows: a lease of another range (held, or expired
+    /// into an unverified range) may put at any time (`DateTime::MAX_UTC`),
+    /// a call of unknown outcome until it ended. `None`: none of them.
+    pub others_until: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -74,6 +85,10 @@ pub struct Lease {
     /// read-back after it expired looks at what was ingested since (v2).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub taken_at: Option<DateTime<Utc>>,
+    /// Other ranges of the file were recorded shipped while it was held
+    /// (carried into its unverified range when it expires).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub others_stored: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -156,14 +171,25 @@ impl Checkpoint {
         let Some(f) = self.file(key) else {
             return Recorded::default();
         };
+        let chunk = (key.start, key.end);
         let unverified = (f.unverified.iter())
-            .filter(|u| overlaps(u.range, (key.start, key.end)))
+            .filter(|u| overlaps(u.range, chunk))
             .filter(|u| !f.shipped.covers(u.range.0, u.range.1))
             .cloned()
             .collect();
+        let leases = (f.leases.iter())
+            .filter(|l| !overlaps(l.range, chunk))
+            .map(|_| DateTime::<Utc>::MAX_UTC);
+        let calls = (f.unverified.iter())
+            .filter(|u| !overlaps(u.range, chunk))
+            .map(|u| match u.ended {
+                true => u.sent_before,
+                false => DateTime::<Utc>::MAX_UTC,
+            });
         Recorded {
             shipped: f.shipped.clone(),
             unverified,
+            others_until: leases.chain(calls).max(),
         }
     }
 
@@ -181,6 +207,7 @@ impl Checkpoint {
                     sent_before: l.expires_at,
                     sent_after: l.taken_at,
                     ended: false,
+                    others_stored: l.others_stored,
                 });
             }
         }
@@ -200,6 +227,7 @@ impl Checkpoint {
             sent_before,
             sent_after: Some(sent_after),
             ended: true,
+            others_stored: false,
         });
     }
 
@@ -227,16 +255,16 @@ impl Checkpoint {
             };
         }
         // Taken again by its owner (a retry within the invocation): since the first time.
-        let taken_at = (state.leases.iter())
-            .find(|l| l.owner == owner)
-            .and_then(|l| l.taken_at)
-            .unwrap_or(now);
+        let again = state.leases.iter().find(|l| l.owner == owner);
+        let taken_at = again.and_then(|l| l.taken_at).unwrap_or(now);
+        let others_stored = again.is_some_and(|l| l.others_stored);
         state.leases.retain(|l| l.owner != owner);
         state.leases.push(Lease {
             range,
             owner: owner.to_string(),
             expires_at,
             taken_at: Some(taken_at),
+            others_stored,
         });
         self.updated_at = now;
         LeaseOutcome::Taken
@@ -253,6 +281,17 @@ impl Checkpoint {
         self.expire(now);
         let state = self.file_mut(key);
         state.shipped.union(shipped);
+        // The other ranges leased or unverified now may be read back later
+        // over a window that holds these events.
+        let other = |r: (u64, u64)| {
+            !shipped.is_empty() && !shipped.ranges().iter().any(|&s| overlaps(s, r))
+        };
+        for l in state.leases.iter_mut().filter(|l| other(l.range)) {
+            l.others_stored = true;
+        }
+        for u in state.unverified.iter_mut().filter(|u| other(u.range)) {
+            u.others_stored = true;
+        }
         if let Some(owner) = release {
             state.leases.retain(|l| l.owner != owner);
         }
@@ -279,6 +318,7 @@ impl FileState {
                 u.sent_before = u.sent_before.max(new.sent_before);
                 u.sent_after = u.sent_after.zip(new.sent_after).map(|(a, b)| a.min(b));
                 u.ended &= new.ended;
+                u.others_stored |= new.others_stored;
             }
             None => self.unverified.push(new),
         }
@@ -385,6 +425,52 @@ mod tests {
         assert!(Checkpoint::decode(b"{").is_err());
     }
 
+    /// One invocation leases two ranges of a file and dies: each one's
+    /// read-back window may hold the other's events, and a range recorded
+    /// shipped while another is leased is noted on the other.
+    #[test]
+    fn other_ranges_of_the_file_put_since_a_lease_are_noted() {
+        let t0 = at("2026-11-24T10:00:00Z");
+        let t1 = at("2026-11-24T10:05:00Z");
+        let later = t1 + chrono::Duration::minutes(1);
+        let mut c = Checkpoint::new("prod", "t1", t0);
+        assert_eq!(c.recorded(&key(0, 50)).others_until, None);
+        for (k, owner) in [(key(0, 50), "a/0"), (key(50, 100), "a/1")] {
+            assert_eq!(c.try_lease(&k, owner, t0, t1), LeaseOutcome::Taken);
+        }
+        let max = DateTime::<Utc>::MAX_UTC;
+        assert_eq!(c.recorded(&key(0, 50)).others_until, Some(max), "held");
+        // Expired, both unverified: each may still put (no end).
+        assert_eq!(
+            c.try_lease(&key(0, 50), "b/0", later, later),
+            LeaseOutcome::Taken
+        );
+        let seen = c.recorded(&key(0, 50));
+        assert_eq!(seen.others_until, Some(max));
+        assert!(!seen.unverified[0].others_stored);
+        // A call of unknown outcome of another range ends.
+        let mut d = Checkpoint::new("prod", "t1", t0);
+        d.mark_unverified(&key(0, 100), (50, 100), t0, t1);
+        assert_eq!(d.recorded(&key(0, 50)).others_until, Some(t1));
+        assert_eq!(d.recorded(&key(50, 100)).others_until, None, "its own");
+        // 50..100 recorded shipped while 0..50 is leased: noted on the
+        // lease, carried into its unverified range when it expires.
+        let mut e = Checkpoint::new("prod", "t1", t0);
+        e.try_lease(&key(0, 50), "a/0", t0, t1);
+        e.try_lease(&key(50, 100), "a/1", t0, t1);
+        e.record(&key(50, 100), &RangeSet::from(vec![(50, 100)]), None, t0);
+        e.record(&key(0, 50), &RangeSet::default(), Some("a/1"), t0);
+        assert!(e.files.values().flat_map(|g| g.values()).all(|f| {
+            f.leases
+                .iter()
+                .all(|l| l.others_stored == (l.owner == "a/0"))
+        }));
+        e.try_lease(&key(0, 50), "b/0", later, later);
+        let seen = e.recorded(&key(0, 50));
+        assert!(seen.unverified[0].others_stored);
+        assert_eq!(seen.others_until, None, "50..100 shipped, released");
+    }
+
     #[test]
     fn an_expired_lease_becomes_unverified_until_shipped() {
         let t0 = at("2026-11-24T10:00:00Z");
@@ -412,6 +498,7 @@ mod tests {
                 sent_before: t1,
                 sent_after: Some(t0),
                 ended: false,
+                others_stored: false,
             }]
         );
         // A released lease leaves nothing to verify.

@@ -173,6 +173,7 @@ fn an_object_with_bytes_not_shipped_is_unshipped_with_those_bytes() {
         owner: "req-9/0.0#0".into(),
         expires_at: lease_end,
         taken_at: None,
+        others_stored: false,
     });
     let other = FileRange {
         file: "localhost.log".into(),
@@ -200,6 +201,7 @@ fn leases_past_expiry_are_stuck() {
         owner: "req-1/0.0".into(),
         expires_at: expired,
         taken_at: None,
+        others_stored: false,
     });
     let f = findings(&input(cp, vec![chunk(0, 10), chunk(10, 20)]));
     assert_eq!(f.len(), 2, "{f:?}");
@@ -233,6 +235,7 @@ fn unverified_ranges_are_reported() {
             sent_before: sent,
             sent_after: None,
             ended: false,
+            others_stored: false,
         });
     }
     let f = findings(&input(cp, vec![chunk(0, 10), chunk(10, 20)]));
@@ -449,6 +452,7 @@ fn a_generation_that_is_no_number_is_named_once() {
         owner: "req-1/0.0".into(),
         expires_at: now() - Duration::minutes(1),
         taken_at: None,
+        others_stored: false,
     });
     assert_eq!(
         findings(&input(cp, vec![chunk(0, 10)])),

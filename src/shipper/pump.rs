@@ -93,6 +93,9 @@ struct Flow<'r> {
     /// The unverified ranges overlapping the chunk, while batches in them
     /// are still to be read back.
     unverified: Vec<Unverified>,
+    /// The latest time other ranges of the file may have been put (ms):
+    /// an expired lease's window reaching it may hold their identical lines.
+    others_until: Option<i64>,
     unverified_at: Option<UnsettledAt>,
 }
 
@@ -107,6 +110,10 @@ struct Pending {
     sent_before: i64,
     ingested: (i64, i64),
     subtract_known: bool,
+    /// Other ranges of the file may have been put within `ingested`: a
+    /// count equal to the batch's may be theirs, so it is not taken as
+    /// stored (sent once past the bound instead: a counted duplicate if it was).
+    ambiguous: bool,
 }
 
 /// What reading an unverified batch back found.
@@ -137,10 +144,16 @@ impl Flow<'_> {
             .min()
             .unwrap_or(i64::MIN);
         let ended = mine.iter().all(|u| u.ended);
+        // An expired lease's window runs from when it was taken to now: what
+        // its owner (or another) put of other ranges of the file meanwhile
+        // is in it. The document says whether any may have been.
+        let others =
+            mine.iter().any(|u| u.others_stored) || self.others_until.is_some_and(|t| t >= since);
         Some(Pending {
             sent_before,
             ingested: (since, if ended { sent_before } else { i64::MAX }),
             subtract_known: !ended,
+            ambiguous: !ended && others,
         })
     }
 
@@ -164,6 +177,7 @@ where
         let Recorded {
             shipped,
             unverified,
+            others_until,
         } = recorded;
         let mut flow = Flow {
             in_flight: None,
@@ -173,6 +187,7 @@ where
             unwritten: 0,
             known: Known::default(),
             unverified,
+            others_until: others_until.map(|t| t.timestamp_millis()),
             unverified_at: None,
         };
         let object = match self.open(prefetched).await {
@@ -380,6 +395,7 @@ where
                 known,
                 sent_before,
                 ingested,
+                pending.ambiguous,
                 until,
                 &mut done,
             )

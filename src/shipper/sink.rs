@@ -254,6 +254,7 @@ impl<L: LogSink> Sender<L> {
         known: &Known,
         sent_before_ms: i64,
         ingested: (i64, i64),
+        ambiguous: bool,
         until_ms: i64,
         done: &mut Delivered,
     ) -> Checked {
@@ -264,7 +265,9 @@ impl<L: LogSink> Sender<L> {
             bound_ms: self.visibility_bound_ms,
             until_ms,
         };
-        let checked = readback.check(batch, known, sent_before_ms, ingested).await;
+        let checked = readback
+            .check(batch, known, sent_before_ms, ingested, ambiguous)
+            .await;
         done.reads += checked.reads;
         let n = batch.len() as u64;
         let mut o = self.observed.lock().unwrap_or_else(|p| p.into_inner());
@@ -435,7 +438,16 @@ impl<L: LogSink> Sender<L> {
         tracing::warn!(group = self.group, stream, events = n, error = %err, "PutLogEvents outcome unknown; reading the stream back before sending again");
         let sent_before = chrono::Utc::now().timestamp_millis();
         let (none, ingested) = (Known::default(), (first_sent, i64::MAX));
-        let checked = self.read_back(stream, batch, &none, sent_before, ingested, until_ms, done);
+        let checked = self.read_back(
+            stream,
+            batch,
+            &none,
+            sent_before,
+            ingested,
+            false,
+            until_ms,
+            done,
+        );
         let checked = checked.await;
         if checked.decision == Decision::Send {
             tracing::warn!(group = self.group, stream, events = n, verdict = ?checked.verdict, "not found in the stream within the visibility bound; sending again (a duplicate only if CloudWatch Logs had stored it and takes longer than the bound to show it)");

@@ -52,13 +52,17 @@ impl<L: LogSink> Readback<'_, L> {
     /// Reads the batch's window until it decides, at most
     /// `READS_PER_CHECK` times. `sent_before_ms`: no call that may have
     /// stored the batch was made after it; `ingested`: the window of
-    /// ingestion times in which those calls may have stored it.
+    /// ingestion times in which those calls may have stored it;
+    /// `ambiguous`: other ranges of the file may have been put in that
+    /// window too, so a batch found whole is not taken as stored (their
+    /// identical lines could make up the count).
     pub async fn check(
         &self,
         batch: &Batch,
         known: &Known,
         sent_before_ms: i64,
         ingested: (i64, i64),
+        ambiguous: bool,
     ) -> Checked {
         let mut checked = Checked {
             decision: Decision::Undecided,
@@ -88,7 +92,10 @@ impl<L: LogSink> Readback<'_, L> {
             let pages = batch.events().map(|e| (e.timestamp, e.message));
             (checked.verdict, checked.error) = match read {
                 Ok(events) => {
-                    let v = verdict(pages, &events, known);
+                    let v = match verdict(pages, &events, known) {
+                        Verdict::Stored if ambiguous => Verdict::Excess,
+                        v => v,
+                    };
                     if v == Verdict::Partial {
                         let ours: Vec<(i64, &str)> =
                             batch.events().map(|e| (e.timestamp, e.message)).collect();

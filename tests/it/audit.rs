@@ -184,6 +184,7 @@ async fn a_task_with_losses(rig: &Rig) -> [String; 3] {
         owner: "died-1/0.0#0".into(),
         expires_at: "2026-01-01T00:00:00Z".parse().unwrap(),
         taken_at: None,
+        others_stored: false,
     });
     put_checkpoint(rig, &checkpoint_key(rig), cp.encode()).await;
     [s0, s1, s2]

@@ -308,14 +308,17 @@ async fn a_checkpoint_store_down_after_the_lease_then_healed_duplicates_nothing(
     exact(&rig, ACCESS, &content).await;
 }
 
-/// `shipper invoke` SIGKILLed while the answer to its `n`th put is held
-/// (the put is stored, no checkpoint write follows), then redelivered once
-/// its lease has expired.
-async fn killed_after_put(n: u64, content: &[u8]) {
-    let rig = Rig::new(&format!("kill-{n}")).await;
-    let key = rig.upload_chunk(ACCESS, content, 0, content.len()).await;
-    let event = rig.s3_event(std::slice::from_ref(&key));
-    let proxy = FaultProxy::start(&moto().endpoint, puts(Fault::Hold, move |i| i == n)).await;
+/// Runs `shipper invoke` on `event` through the proxy (with `extra` variables)
+/// and SIGKILLs it once the proxy has applied `fault`: waiting for that
+/// condition, not for a time.
+async fn invoke_then_kill(
+    rig: &Rig,
+    proxy: &FaultProxy,
+    event: &serde_json::Value,
+    extra: &[(&str, &str)],
+    fault: Fault,
+    what: &str,
+) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("event.json");
     std::fs::write(&path, event.to_string()).expect("write event");
@@ -323,6 +326,7 @@ async fn killed_after_put(n: u64, content: &[u8]) {
     cmd.args(["invoke", "--event", path.to_str().expect("path")])
         .env_clear()
         .env("LOGDROP_LOG_GROUP", &rig.group)
+        .envs(extra.iter().copied())
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .kill_on_drop(true);
@@ -331,15 +335,25 @@ async fn killed_after_put(n: u64, content: &[u8]) {
     }
     cmd.env("AWS_ENDPOINT_URL", &proxy.endpoint);
     let mut child = cmd.spawn().expect("run shipper");
-    // Wait for the condition (the held put stored), not for a time.
     let waited = tokio::time::timeout(std::time::Duration::from_secs(300), async {
-        while !proxy.saw(Fault::Hold) {
+        while !proxy.saw(fault) {
             tokio::time::sleep(std::time::Duration::from_millis(10)).await;
         }
     })
     .await;
-    assert!(waited.is_ok(), "put {n} never came");
+    assert!(waited.is_ok(), "{what} never came");
     child.kill().await.expect("SIGKILL");
+}
+
+/// `shipper invoke` SIGKILLed while the answer to its `n`th put is held
+/// (the put is stored, no checkpoint write follows), then redelivered once
+/// its lease has expired.
+async fn killed_after_put(n: u64, content: &[u8]) {
+    let rig = Rig::new(&format!("kill-{n}")).await;
+    let key = rig.upload_chunk(ACCESS, content, 0, content.len()).await;
+    let event = rig.s3_event(std::slice::from_ref(&key));
+    let proxy = FaultProxy::start(&moto().endpoint, puts(Fault::Hold, move |i| i == n)).await;
+    invoke_then_kill(&rig, &proxy, &event, &[], Fault::Hold, &format!("put {n}")).await;
     age_checkpoint(&rig, chrono::Duration::hours(1)).await;
     rig.shipper()
         .handle(&event, &inv(&format!("after-kill-{n}")))
@@ -434,31 +448,8 @@ async fn killed_between_two_ranges_of_one_file_with_identical_lines_loses_nothin
         .await;
     let event = rig.s3_event(&[second, first]);
     let proxy = FaultProxy::start(&moto().endpoint, puts(Fault::Stall, |i| i >= 2)).await;
-    let dir = tempfile::tempdir().expect("tempdir");
-    let path = dir.path().join("event.json");
-    std::fs::write(&path, event.to_string()).expect("write event");
-    let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_shipper"));
-    cmd.args(["invoke", "--event", path.to_str().expect("path")])
-        .env_clear()
-        .env("LOGDROP_LOG_GROUP", &rig.group)
-        .env("LOGDROP_OBJECT_CONCURRENCY", "1")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in moto().env() {
-        cmd.env(k, v);
-    }
-    cmd.env("AWS_ENDPOINT_URL", &proxy.endpoint);
-    let mut child = cmd.spawn().expect("run shipper");
-    // Wait for the condition (the first range's put stalled), not for a time.
-    let waited = tokio::time::timeout(std::time::Duration::from_secs(300), async {
-        while !proxy.saw(Fault::Stall) {
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-    })
-    .await;
-    assert!(waited.is_ok(), "the second put never came");
-    child.kill().await.expect("SIGKILL");
+    let one = [("LOGDROP_OBJECT_CONCURRENCY", "1")];
+    invoke_then_kill(&rig, &proxy, &event, &one, Fault::Stall, "the second put").await;
     let stream = rig.stream("localhost_access_log");
     assert_eq!(
         rig.events(&stream).await.len(),

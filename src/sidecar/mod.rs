@@ -209,9 +209,16 @@ impl<S: ObjectStore> Sidecar<S> {
         self.followed.values().filter(|f| f.is_open()).count()
     }
 
-    #[cfg(test)]
-    fn set_max_open(&mut self, n: usize) {
+    /// Keeps at most `n` log files open at once (the default is half of
+    /// RLIMIT_NOFILE): tests reach the limit without thousands of files.
+    pub fn set_max_open(&mut self, n: usize) {
         self.ctx.max_open = n;
+    }
+
+    /// Moves the age rules' clock on by `by`: tests step through flushes
+    /// without waiting for them.
+    pub fn advance_clock(&mut self, by: std::time::Duration) {
+        self.ctx.clock_ahead += by;
     }
 
     pub fn followed_files(&self) -> usize {

@@ -26,7 +26,7 @@ fn access(from: usize, n: usize) -> Vec<u8> {
 
 /// Moves the sidecar's clock on by `by`.
 fn age_all(s: &mut Sidecar<Recording>, by: Duration) {
-    s.ctx.clock_ahead += by;
+    s.advance_clock(by);
 }
 
 /// Every part of the segment under `key` must be exactly its file's bytes.

@@ -6,6 +6,7 @@ pub mod logs;
 pub mod retry;
 pub mod s3;
 pub mod sqs;
+pub mod task_metadata;
 pub mod timeouts;
 
 /// Shared SDK configuration: region, credentials and endpoint from the

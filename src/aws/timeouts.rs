@@ -23,6 +23,17 @@ pub fn shipper() -> TimeoutConfig {
         .build()
 }
 
+/// The sidecar's (and the sweeper's) S3 client: without a limit a request
+/// whose answer never comes blocks every file. An attempt may take `attempt`;
+/// the SDK's retries of one call, three times that.
+pub fn sidecar(attempt: Duration) -> TimeoutConfig {
+    TimeoutConfig::builder()
+        .connect_timeout(attempt.min(Duration::from_secs(5)))
+        .operation_attempt_timeout(attempt)
+        .operation_timeout(attempt.saturating_mul(3))
+        .build()
+}
+
 /// An SQS long poll of `wait_seconds`: each attempt may take that long plus
 /// the usual allowance; a receive that never answers still ends.
 pub fn long_poll(wait_seconds: i32) -> TimeoutConfig {

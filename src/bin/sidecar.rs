@@ -2,9 +2,9 @@
 //! with `--once` ships everything present now and exits. Wiring only: the
 //! loop is `Sidecar::run`.
 
-use logdrop::aws::{s3::S3, sdk_config};
+use logdrop::aws::{s3::S3, sdk_config, task_metadata, timeouts};
 use logdrop::config::Env;
-use logdrop::sidecar::{Config, Sidecar, SidecarError, identity, upload};
+use logdrop::sidecar::{Config, Sidecar, SidecarError};
 use std::process::ExitCode;
 use tokio::signal::unix::{SignalKind, signal};
 
@@ -46,14 +46,19 @@ async fn run() -> ExitCode {
         }
     };
     let metadata = env.get("ECS_CONTAINER_METADATA_URI_V4").map(str::to_string);
-    let (cluster, task_id) =
-        match identity::resolve(config.cluster.clone(), config.task_id.clone(), metadata).await {
-            Ok(id) => id,
-            Err(e) => {
-                eprintln!("sidecar: {e}");
-                return ExitCode::from(2);
-            }
-        };
+    let (cluster, task_id) = match task_metadata::resolve(
+        config.cluster.clone(),
+        config.task_id.clone(),
+        metadata,
+    )
+    .await
+    {
+        Ok(id) => id,
+        Err(e) => {
+            eprintln!("sidecar: {e}");
+            return ExitCode::from(2);
+        }
+    };
     config.on_efs(&cluster, &task_id);
     // Signals are caught from the start, so a stop during start-up is not lost.
     let (Ok(mut term), Ok(mut int)) = (
@@ -67,7 +72,7 @@ async fn run() -> ExitCode {
     let sdk = sdk_config()
         .await
         .to_builder()
-        .timeout_config(upload::timeout_config(config.upload_timeout))
+        .timeout_config(timeouts::sidecar(config.upload_timeout))
         .build();
     tracing::info!(cluster, task_id, bucket = config.bucket, log_dir = %config.log_dir.display(), "sidecar starting");
     let mut sidecar = match Sidecar::start(S3::new(&sdk), config, cluster, task_id).await {

@@ -5,7 +5,6 @@
 use lambda_runtime::{LambdaEvent, service_fn};
 use logdrop::aws::{s3::S3, sdk_config};
 use logdrop::config::Env;
-use logdrop::sidecar::upload;
 use logdrop::sweeper::{SweepConfig, SweepReport, sweep};
 use serde_json::Value;
 use std::path::PathBuf;
@@ -37,7 +36,9 @@ async fn main() -> ExitCode {
     let sdk = sdk_config()
         .await
         .to_builder()
-        .timeout_config(upload::timeout_config(config.sidecar.upload_timeout))
+        .timeout_config(logdrop::aws::timeouts::sidecar(
+            config.sidecar.upload_timeout,
+        ))
         .build();
     let store = S3::new(&sdk);
     if args.is_empty() && std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some() {

@@ -12,7 +12,6 @@ pub mod cut;
 mod error;
 pub mod fingerprint;
 pub mod followed;
-pub mod identity;
 mod metrics;
 pub mod owner;
 pub mod prune;
@@ -30,16 +29,14 @@ pub use error::{Progress, SidecarError, Totals};
 use crate::ports::ObjectStore;
 use context::{Budget, Ctx, open_file_budget};
 use followed::Followed;
-use segment::Record;
-use state::{FileRecord, SegmentDoc, StateDir, TaskDoc};
+use state::{FileRecord, StateDir, TaskDoc};
 use std::collections::{BTreeMap, BTreeSet};
-use tail::{Change, Restore, Scan};
+use tail::{Change, Scan};
 
 pub struct Sidecar<S> {
     ctx: Ctx<S>,
+    /// The records, the segment's with them.
     state: StateDir,
-    /// The next segment's number and the one in flight.
-    segment: SegmentDoc,
     followed: BTreeMap<String, Followed>,
     /// Finished generations of names not followed now, so a reappearing name never reuses one.
     retired: BTreeMap<String, FileRecord>,
@@ -64,20 +61,18 @@ impl<S: ObjectStore> Sidecar<S> {
             Some(_) => Some(owner::Owner::claim(&config, &mut state, &cluster, &task_id).await?),
             None => None,
         };
-        // (records, segment, whether the task record must be written)
-        let (records, segment, fresh) = match state.load()? {
-            Some(s) if s.task.cluster == cluster && s.task.task_id == task_id => {
-                (s.files, s.segment, false)
-            }
+        // (records, whether the task record must be written)
+        let (records, fresh) = match state.load()? {
+            Some(s) if s.task.cluster == cluster && s.task.task_id == task_id => (s.files, false),
             Some(s) => {
                 tracing::warn!(
                     saved_task = s.task.task_id,
                     "state belongs to another task; starting afresh"
                 );
                 state.reset()?;
-                (BTreeMap::new(), SegmentDoc::fresh(), true)
+                (BTreeMap::new(), true)
             }
-            None => (BTreeMap::new(), SegmentDoc::fresh(), true),
+            None => (BTreeMap::new(), true),
         };
         let task = TaskDoc {
             version: state::STATE_VERSION,
@@ -106,7 +101,6 @@ impl<S: ObjectStore> Sidecar<S> {
                 reporter: Default::default(),
             },
             state,
-            segment,
             followed: BTreeMap::new(),
             retired: BTreeMap::new(),
             noted: BTreeSet::new(),
@@ -123,19 +117,25 @@ impl<S: ObjectStore> Sidecar<S> {
         Ok(me)
     }
 
-    /// Matches a saved record with the file under its name now.
+    /// Matches a saved record with the file under its name now: probably the
+    /// same file (its fingerprint is checked on the first look), or gone,
+    /// replaced or truncated while the sidecar was down.
     fn restore(&mut self, name: String, mut rec: FileRecord, scan: &Scan) {
         let now = scan.get(&name);
-        match tail::restore(&rec, now) {
-            Restore::Resume => {
+        let change = match rec.finished {
+            true => None,
+            false => Some(tail::classify(&rec, now)),
+        };
+        match change {
+            Some(Change::Same) => {
                 let mut f = Followed::restored(rec, now.cloned());
                 f.shared_fs = self.ctx.config.shared_fs;
                 self.followed.insert(name, f);
             }
-            Restore::Finished => {
+            None => {
                 self.retired.insert(name, rec);
             }
-            Restore::Lost(change) => {
+            Some(change) => {
                 tracing::warn!(
                     file = name,
                     generation = rec.generation,
@@ -253,11 +253,7 @@ impl<S: ObjectStore> Sidecar<S> {
         self.follow_new(&scan);
         let mut files: Vec<&mut Followed> = self.followed.values_mut().collect();
         mark_rotated(&mut files);
-        let mut rec = Record {
-            doc: &mut self.segment,
-            state: &mut self.state,
-        };
-        let left = flush(&mut self.ctx, &mut rec, &mut files, mode).await?;
+        let left = flush(&mut self.ctx, &mut self.state, &mut files, mode).await?;
         if mode != Mode::Drain {
             self.prune()?;
         }
@@ -270,14 +266,10 @@ impl<S: ObjectStore> Sidecar<S> {
 
     /// The segment recorded before a crash or a failed upload goes first.
     async fn redo(&mut self) -> Result<(), SidecarError> {
-        if self.segment.uploading.is_none() {
+        if self.state.segment.uploading.is_none() {
             return Ok(());
         }
-        let mut rec = Record {
-            doc: &mut self.segment,
-            state: &mut self.state,
-        };
-        let redone = redo::redo(&mut self.ctx, &mut rec, &mut self.followed).await;
+        let redone = redo::redo(&mut self.ctx, &mut self.state, &mut self.followed).await;
         // Files whose recorded part could not be rebuilt end their
         // generation now, even if the re-upload of the others failed.
         let over: Vec<String> = self
@@ -316,12 +308,8 @@ impl<S: ObjectStore> Sidecar<S> {
                 Ok(change @ (Change::Deleted | Change::Replaced)) => {
                     // The open handle still reads the old file: finish it first.
                     if f.is_open() {
-                        let mut rec = Record {
-                            doc: &mut self.segment,
-                            state: &mut self.state,
-                        };
                         let files = &mut [f];
-                        flush(&mut self.ctx, &mut rec, files, Mode::Drain).await?;
+                        flush(&mut self.ctx, &mut self.state, files, Mode::Drain).await?;
                         ended.push((files[0].name().to_string(), change));
                     } else {
                         ended.push((f.name().to_string(), change));
@@ -498,7 +486,7 @@ fn mark_rotated(files: &mut [&mut Followed]) {
 /// and uploaded (`segment`). Returns whether unshipped bytes remain.
 async fn flush<S: ObjectStore>(
     ctx: &mut Ctx<S>,
-    rec: &mut Record<'_>,
+    state: &mut StateDir,
     files: &mut [&mut Followed],
     mode: Mode,
 ) -> Result<bool, SidecarError> {
@@ -510,7 +498,7 @@ async fn flush<S: ObjectStore>(
         tracing::info!("early flush: an urgent event is waiting");
     }
     while let Some(seg) = cut::cut_segment(ctx, files, &mut plan, &mut left) {
-        segment::ship(ctx, rec, files, seg).await?;
+        segment::ship(ctx, state, files, seg).await?;
     }
     // What a flush left waits for the next one, a whole interval.
     for p in &plan {

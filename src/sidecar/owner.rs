@@ -8,8 +8,8 @@
 //! fsync and a rename, twelve times a minute per task. The record's time is
 //! the later of its `heartbeat` field and its modification time.
 //!
-//! The lock decides who may write: `flock` on `<state dir>/lock`, which Linux
-//! takes on NFS as a whole-file NFSv4 lock (EFS supports them; the server
+//! A sweeper reads the record (`sweeper::liveness`). The lock decides who
+//! may write: `flock` on `<state dir>/lock`, which Linux takes on NFS as a whole-file NFSv4 lock (EFS supports them; the server
 //! drops the lock of a client that died once its lease lapses). The heartbeat
 //! only tells a sweeper whether a sidecar is alive, so that it never takes a
 //! directory from a sidecar that is merely between two passes.
@@ -185,56 +185,6 @@ fn point_link(link: &Path, target: &Path) -> Result<(), StateError> {
     std::fs::rename(&tmp, link).map_err(io)
 }
 
-/// Whether the directory has a sidecar shipping it, as far as its record says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Liveness {
-    /// No owner record: files dropped by a writer that runs no sidecar.
-    NoOwner,
-    /// A heartbeat younger than the stale time: leave the directory alone.
-    Alive,
-    /// The owner stopped or its heartbeat is stale: the task is gone.
-    Gone(OwnerDoc),
-}
-
-/// Reads the owner record: its time is the later of its `heartbeat` and its
-/// file's modification time (which the heartbeats set). One that does not
-/// parse is judged by the file's time alone and named in a warning.
-pub fn liveness(state: &StateDir, now: DateTime<Utc>, stale: Duration) -> Liveness {
-    let path = state.path().join(crate::sidecar::state::OWNER_FILE);
-    // Read after the record is opened and read, which revalidates the
-    // attributes an NFS client caches.
-    let loaded = state.load_owner();
-    let modified = std::fs::metadata(&path)
-        .and_then(|m| m.modified())
-        .map(DateTime::<Utc>::from)
-        .unwrap_or(DateTime::<Utc>::MIN_UTC);
-    let beat = match loaded {
-        Ok(None) => return Liveness::NoOwner,
-        Ok(Some(doc)) if doc.stopped => return Liveness::Gone(doc),
-        Ok(Some(doc)) => (doc.heartbeat.max(modified), Some(doc)),
-        Err(e) => {
-            tracing::warn!(path = %path.display(), error = %e, "cannot read the owner record; judging the owner by the file's time");
-            (modified, None)
-        }
-    };
-    let age = now
-        .signed_duration_since(beat.0)
-        .to_std()
-        .unwrap_or_default();
-    if age < stale {
-        return Liveness::Alive;
-    }
-    let mut doc = beat.1.unwrap_or_else(|| OwnerDoc {
-        version: OWNER_VERSION,
-        cluster: String::new(),
-        task_id: String::new(),
-        heartbeat: beat.0,
-        stopped: false,
-    });
-    doc.heartbeat = beat.0;
-    Liveness::Gone(doc)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,44 +199,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_heartbeat_younger_than_the_stale_time_is_alive() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut state = StateDir::new(dir.path());
-        let now = Utc::now();
-        let stale = Duration::from_secs(30);
-        assert_eq!(liveness(&state, now, stale), Liveness::NoOwner);
-        state.save_owner(&doc(now, false)).unwrap();
-        assert_eq!(liveness(&state, now, stale), Liveness::Alive);
-        // The file's time is a little after `now`.
-        let later = Utc::now() + chrono::Duration::seconds(30);
-        assert!(matches!(
-            liveness(&state, later, stale),
-            Liveness::Gone(d) if d.heartbeat > now && d.heartbeat < later
-        ));
-        state.save_owner(&doc(now, true)).unwrap();
-        assert_eq!(liveness(&state, now, stale), Liveness::Gone(doc(now, true)));
-    }
-
-    #[test]
-    fn an_owner_record_that_does_not_parse_is_judged_by_its_time() {
-        let dir = tempfile::tempdir().unwrap();
-        let state = StateDir::new(dir.path());
-        std::fs::write(dir.path().join("owner.json"), b"{not json").unwrap();
-        let now = Utc::now();
-        assert_eq!(
-            liveness(&state, now, Duration::from_secs(3600)),
-            Liveness::Alive
-        );
-        let later = now + chrono::Duration::hours(2);
-        assert!(matches!(
-            liveness(&state, later, Duration::from_secs(3600)),
-            Liveness::Gone(_)
-        ));
-    }
-
     /// A beat after the first only sets the record's time: no new file, the
-    /// same bytes, and a sweeper reads the owner as alive.
+    /// same bytes, a later modification time.
     #[test]
     fn a_beat_sets_the_time_and_writes_nothing() {
         use std::os::unix::fs::MetadataExt;
@@ -299,14 +213,9 @@ mod tests {
             std::fs::read(&path).unwrap(),
             std::fs::metadata(&path).unwrap().ino(),
         );
-        let stale = Duration::from_secs(30);
         let file = OpenOptions::new().write(true).open(&path).unwrap();
-        file.set_modified(SystemTime::now() - Duration::from_secs(7200))
-            .unwrap();
-        assert!(matches!(
-            liveness(&state, Utc::now(), stale),
-            Liveness::Gone(_)
-        ));
+        let old_time = SystemTime::now() - Duration::from_secs(7200);
+        file.set_modified(old_time).unwrap();
         let mut owner = Owner {
             _lock: try_lock(dir.path()).unwrap().expect("free"),
             doc: doc(old, false),
@@ -320,7 +229,11 @@ mod tests {
             std::fs::metadata(&path).unwrap().ino(),
         );
         assert_eq!(before, after);
-        assert_eq!(liveness(&state, Utc::now(), stale), Liveness::Alive);
+        let beat = std::fs::metadata(&path).unwrap().modified().unwrap();
+        assert!(
+            beat > old_time + Duration::from_secs(7000),
+            "the time is set"
+        );
         // A stop is written whole.
         owner.stopped(&mut state).unwrap();
         assert!(state.load_owner().unwrap().unwrap().stopped);

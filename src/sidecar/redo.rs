@@ -8,8 +8,8 @@ use crate::sidecar::context::Ctx;
 use crate::sidecar::error::SidecarError;
 use crate::sidecar::fingerprint::Fingerprint;
 use crate::sidecar::followed::Followed;
-use crate::sidecar::segment::{Record, put, ranges};
-use crate::sidecar::state::{PartRange, SegmentIntent};
+use crate::sidecar::segment::{put, ranges};
+use crate::sidecar::state::{PartRange, SegmentIntent, StateDir};
 use std::collections::BTreeMap;
 use std::io::{self, Read, Seek, SeekFrom};
 
@@ -82,10 +82,10 @@ fn rebuild(
 /// shipped, exactly that range, once readable.
 pub(crate) async fn redo<S: ObjectStore>(
     ctx: &mut Ctx<S>,
-    seg: &mut Record<'_>,
+    state: &mut StateDir,
     followed: &mut BTreeMap<String, Followed>,
 ) -> Result<(), SidecarError> {
-    let Some(intent) = seg.doc.uploading.clone() else {
+    let Some(intent) = state.segment.uploading.clone() else {
         return Ok(());
     };
     tracing::info!(
@@ -95,7 +95,7 @@ pub(crate) async fn redo<S: ObjectStore>(
     );
     let again = read_again(&ctx.config.log_dir, &intent, followed);
     let same = again.body.parts().to_vec();
-    let seq = settle_lost_parts(seg, followed, &intent, &again)?;
+    let seq = settle_lost_parts(state, followed, &intent, &again)?;
     if !same.is_empty() {
         put(ctx, seq, again.body.finish(), &same).await?;
     }
@@ -104,10 +104,10 @@ pub(crate) async fn redo<S: ObjectStore>(
             && f.record.offset < b.end
         {
             f.shipped(b.end);
-            seg.state.save_file(&f.record)?;
+            state.save_file(&f.record)?;
         }
     }
-    seg.done(seq)
+    Ok(state.segment_done(seq)?)
 }
 
 /// The recorded segment read again: the parts whose bytes are the same, in
@@ -146,7 +146,7 @@ fn read_again(
 /// them), and returns the number the rest goes under: the recorded one if
 /// every part is the same, else the next (recorded as the new intent).
 fn settle_lost_parts(
-    seg: &mut Record<'_>,
+    state: &mut StateDir,
     followed: &mut BTreeMap<String, Followed>,
     intent: &SegmentIntent,
     again: &ReadAgain,
@@ -158,7 +158,7 @@ fn settle_lost_parts(
             && f.record.offset == p.start
         {
             f.record.uploading = Some((p.start, p.end));
-            seg.state.save_file(&f.record)?;
+            state.save_file(&f.record)?;
         }
     }
     for p in &again.changed {
@@ -175,7 +175,7 @@ fn settle_lost_parts(
             && f.record.generation == p.generation
         {
             f.record.finished = true;
-            seg.state.save_file(&f.record)?;
+            state.save_file(&f.record)?;
         }
     }
     if again.changed.is_empty() && again.unreadable.is_empty() {
@@ -183,7 +183,7 @@ fn settle_lost_parts(
     }
     let seq = intent.seq + 1;
     if !again.body.parts().is_empty() {
-        seg.intend(SegmentIntent {
+        state.intend(SegmentIntent {
             seq,
             gzip_level: intent.gzip_level,
             parts: ranges(again.body.parts()),

@@ -11,38 +11,8 @@ use crate::sidecar::context::Ctx;
 use crate::sidecar::cut::Segment;
 use crate::sidecar::error::SidecarError;
 use crate::sidecar::followed::Followed;
-use crate::sidecar::state::{PartRange, SegmentDoc, SegmentIntent, StateDir};
+use crate::sidecar::state::{PartRange, SegmentIntent, StateDir};
 use crate::sidecar::upload;
-
-/// The segment record and where it is kept.
-pub(crate) struct Record<'a> {
-    pub doc: &'a mut SegmentDoc,
-    pub state: &'a mut StateDir,
-}
-
-impl Record<'_> {
-    /// Writes the intent to disk, then keeps it in memory: a recorded intent
-    /// is what allows a re-upload.
-    pub fn intend(&mut self, intent: SegmentIntent) -> Result<(), SidecarError> {
-        let mut doc = self.doc.clone();
-        doc.uploading = Some(intent);
-        self.state.save_segment(&doc)?;
-        *self.doc = doc;
-        Ok(())
-    }
-
-    /// The segment `seq` is in S3: the next one takes the next number.
-    pub fn done(&mut self, seq: u64) -> Result<(), SidecarError> {
-        let doc = SegmentDoc {
-            version: self.doc.version,
-            next_seq: seq + 1,
-            uploading: None,
-        };
-        self.state.save_segment(&doc)?;
-        *self.doc = doc;
-        Ok(())
-    }
-}
 
 pub(crate) fn ranges(parts: &[Part]) -> Vec<PartRange> {
     parts
@@ -60,22 +30,22 @@ pub(crate) fn ranges(parts: &[Part]) -> Vec<PartRange> {
 /// the intent and advances the number.
 pub(crate) async fn ship<S: ObjectStore>(
     ctx: &mut Ctx<S>,
-    rec: &mut Record<'_>,
+    state: &mut StateDir,
     files: &mut [&mut Followed],
     seg: Segment,
 ) -> Result<(), SidecarError> {
-    let seq = rec.doc.next_seq;
+    let seq = state.segment.next_seq;
     let parts = seg.body.parts().to_vec();
     for &i in &seg.files {
         let f = &mut *files[i];
         // Written once before a generation's first segment, so a restart
         // knows the file a recorded part came from.
         if !f.saved {
-            rec.state.save_file(&f.record)?;
+            state.save_file(&f.record)?;
             f.saved = true;
         }
     }
-    rec.intend(SegmentIntent {
+    state.intend(SegmentIntent {
         seq,
         gzip_level: ctx.config.gzip_level,
         parts: ranges(&parts),
@@ -88,12 +58,12 @@ pub(crate) async fn ship<S: ObjectStore>(
         // The fingerprint of the shipped bytes is taken through the handle.
         let _ = f.handle(&dir);
         f.shipped(p.end);
-        rec.state.save_file(&f.record)?;
+        state.save_file(&f.record)?;
         if !was_open {
             f.close();
         }
     }
-    rec.done(seq)
+    Ok(state.segment_done(seq)?)
 }
 
 /// Uploads a segment body under its key, retrying as `upload` does.

@@ -9,10 +9,10 @@
 //! <state dir>/segment.json              {"version":2,"next_seq":..,"uploading":{..}}
 //! ```
 //! `segment.json` holds the next segment's number and the segment being
-//! uploaded; a state without it (written before segments) starts a fresh
-//! counter (`SegmentDoc::fresh`).
-//! A version 1 `state.json` (one document for every file) is read once and
-//! rewritten as version 2 records.
+//! uploaded; a state without it starts a fresh counter (`SegmentDoc::fresh`).
+//! Version 1 (`state.json`, one document for every file) is not read: a
+//! state only ever meets the sidecar version of its own task (a task cannot
+//! change its image, and a new task's id makes an old state another task's).
 
 use crate::sidecar::fingerprint::{Fingerprint, Identity, fnv1a};
 use serde::{Deserialize, Serialize};
@@ -23,7 +23,6 @@ use std::path::{Path, PathBuf};
 pub const STATE_VERSION: u32 = 2;
 const TASK_FILE: &str = "task.json";
 const FILES_DIR: &str = "files";
-const V1_FILE: &str = "state.json";
 const SEGMENT_FILE: &str = "segment.json";
 /// Who ships the directory (`owner`): written only on a shared file system.
 pub const OWNER_FILE: &str = "owner.json";
@@ -115,24 +114,6 @@ pub struct FileRecord {
     pub finished: bool,
 }
 
-/// Version 1: one document for every file.
-#[derive(Debug, Deserialize)]
-struct StateV1 {
-    version: u32,
-    cluster: String,
-    task_id: String,
-    files: BTreeMap<String, FileV1>,
-}
-
-#[derive(Debug, Deserialize)]
-struct FileV1 {
-    generation: u64,
-    inode: u64,
-    offset: u64,
-    #[serde(default)]
-    uploading: Option<(u64, u64)>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error("state {path}: {source}")]
@@ -145,12 +126,12 @@ pub enum StateError {
     Invalid { path: PathBuf, detail: String },
 }
 
-/// What was saved: the task it belongs to and a record per file name.
+/// What was saved: the task it belongs to and a record per file name (the
+/// segment record is kept by the `StateDir`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Saved {
     pub task: TaskDoc,
     pub files: BTreeMap<String, FileRecord>,
-    pub segment: SegmentDoc,
 }
 
 pub struct StateDir {
@@ -160,6 +141,8 @@ pub struct StateDir {
     /// A task document not written yet (the directory was not writable): it
     /// goes first, so no record is ever on disk without its task.
     pending_task: Option<TaskDoc>,
+    /// The segment record as last written (or loaded).
+    pub segment: SegmentDoc,
 }
 
 /// The temporary file the segment record is written through.
@@ -178,6 +161,7 @@ impl StateDir {
             dir: dir.to_path_buf(),
             bytes_written: 0,
             pending_task: None,
+            segment: SegmentDoc::fresh(),
         }
     }
 
@@ -206,13 +190,12 @@ impl StateDir {
             })
     }
 
-    /// The saved state, or `None` when there is none yet. A version 1 file is
-    /// converted to version 2 records (and removed once they are durable).
+    /// The saved state, or `None` when there is none yet; the segment record
+    /// is loaded into `self.segment`.
     pub fn load(&mut self) -> Result<Option<Saved>, StateError> {
         let task_path = self.dir.join(TASK_FILE);
-        let v1_path = self.dir.join(V1_FILE);
         let Some(task) = Self::read_json::<TaskDoc>(&task_path)? else {
-            return self.migrate_v1(&v1_path);
+            return Ok(None);
         };
         if task.version != STATE_VERSION {
             return Err(StateError::Invalid {
@@ -220,8 +203,6 @@ impl StateDir {
                 detail: format!("version {}", task.version),
             });
         }
-        // A v1 file left by a crash during its migration: the v2 records won.
-        let _ = std::fs::remove_file(&v1_path);
         let seg_path = self.dir.join(SEGMENT_FILE);
         let segment = Self::read_json::<SegmentDoc>(&seg_path)?.unwrap_or_else(SegmentDoc::fresh);
         if segment.version != STATE_VERSION {
@@ -230,16 +211,13 @@ impl StateDir {
                 detail: format!("version {}", segment.version),
             });
         }
+        self.segment = segment;
         let mut files = BTreeMap::new();
         let dir = self.dir.join(FILES_DIR);
         let entries = match std::fs::read_dir(&dir) {
             Ok(e) => e,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Ok(Some(Saved {
-                    task,
-                    files,
-                    segment,
-                }));
+                return Ok(Some(Saved { task, files }));
             }
             Err(e) => return Err(Self::io(&dir, e)),
         };
@@ -259,63 +237,12 @@ impl StateDir {
             }
             files.insert(rec.name.clone(), rec);
         }
-        Ok(Some(Saved {
-            task,
-            files,
-            segment,
-        }))
-    }
-
-    fn migrate_v1(&mut self, v1_path: &Path) -> Result<Option<Saved>, StateError> {
-        let Some(v1) = Self::read_json::<StateV1>(v1_path)? else {
-            return Ok(None);
-        };
-        if v1.version != 1 {
-            return Err(StateError::Invalid {
-                path: v1_path.to_path_buf(),
-                detail: format!("version {}", v1.version),
-            });
-        }
-        let files: BTreeMap<String, FileRecord> = v1
-            .files
-            .into_iter()
-            .map(|(name, f)| {
-                let rec = FileRecord {
-                    version: STATE_VERSION,
-                    name: name.clone(),
-                    generation: f.generation,
-                    identity: Identity {
-                        dev: None,
-                        inode: f.inode,
-                    },
-                    offset: f.offset,
-                    fingerprint: None,
-                    uploading: f.uploading,
-                    finished: false,
-                };
-                (name, rec)
-            })
-            .collect();
-        for rec in files.values() {
-            self.save_file(rec)?;
-        }
-        let task = TaskDoc {
-            version: STATE_VERSION,
-            cluster: v1.cluster,
-            task_id: v1.task_id,
-        };
-        self.save_task(&task)?;
-        std::fs::remove_file(v1_path).map_err(|e| Self::io(v1_path, e))?;
-        tracing::info!(path = %v1_path.display(), files = files.len(), "converted version 1 state to version 2");
-        Ok(Some(Saved {
-            task,
-            files,
-            segment: SegmentDoc::default(),
-        }))
+        Ok(Some(Saved { task, files }))
     }
 
     /// Forgets every record (state of another task).
     pub fn reset(&mut self) -> Result<(), StateError> {
+        self.segment = SegmentDoc::fresh();
         let seg = self.dir.join(SEGMENT_FILE);
         match std::fs::remove_file(&seg) {
             Ok(()) => {}
@@ -368,11 +295,31 @@ impl StateDir {
         self.write_atomic(&dir, OWNER_FILE, doc)
     }
 
+    /// Records a segment before its upload: a recorded intent is what
+    /// allows a re-upload (kept in memory only once on disk).
+    pub fn intend(&mut self, intent: SegmentIntent) -> Result<(), StateError> {
+        self.save_segment(SegmentDoc {
+            uploading: Some(intent),
+            ..self.segment.clone()
+        })
+    }
+
+    /// The segment `seq` is in S3: the next one takes the next number.
+    pub fn segment_done(&mut self, seq: u64) -> Result<(), StateError> {
+        self.save_segment(SegmentDoc {
+            version: STATE_VERSION,
+            next_seq: seq + 1,
+            uploading: None,
+        })
+    }
+
     /// Writes the segment record; the cost is its parts', not the followed files'.
-    pub fn save_segment(&mut self, doc: &SegmentDoc) -> Result<(), StateError> {
+    fn save_segment(&mut self, doc: SegmentDoc) -> Result<(), StateError> {
         self.write_pending_task()?;
         let dir = self.dir.clone();
-        self.write_atomic(&dir, SEGMENT_FILE, doc)
+        self.write_atomic(&dir, SEGMENT_FILE, &doc)?;
+        self.segment = doc;
+        Ok(())
     }
 
     fn write_atomic<T: Serialize>(

@@ -1,4 +1,4 @@
-//! The state's golden files, round trips, version 1 conversion and write cost.
+//! The state's golden files, round trips and write cost.
 use super::*;
 
 fn record() -> FileRecord {
@@ -38,15 +38,13 @@ fn golden_and_round_trip() {
     // Written before layout 2: no segment record; segment numbers start at
     // the clock, beyond any a lost state may have used.
     let before = chrono::Utc::now().timestamp_millis() as u64;
-    let mut got = sd.load().unwrap().unwrap();
-    assert!(got.segment.next_seq >= before, "{}", got.segment.next_seq);
-    got.segment.next_seq = 0;
+    let got = sd.load().unwrap().unwrap();
+    assert!(sd.segment.next_seq >= before, "{}", sd.segment.next_seq);
     assert_eq!(
         got,
         Saved {
             task: task.clone(),
             files: files.clone(),
-            segment: SegmentDoc::default(),
         }
     );
     let segment = SegmentDoc {
@@ -71,15 +69,11 @@ fn golden_and_round_trip() {
             ],
         }),
     };
-    sd.save_segment(&segment).unwrap();
-    assert_eq!(
-        sd.load().unwrap(),
-        Some(Saved {
-            task,
-            files,
-            segment: segment.clone(),
-        })
-    );
+    sd.segment_done(40).unwrap();
+    sd.intend(segment.uploading.clone().unwrap()).unwrap();
+    let mut again = StateDir::new(sd.path());
+    assert_eq!(again.load().unwrap(), Some(Saved { task, files }));
+    assert_eq!(again.segment, segment);
     let seg_golden = include_str!("../../tests/fixtures/sidecar_state_v2_segment.json");
     assert_eq!(
         std::fs::read_to_string(sd.path().join(SEGMENT_FILE)).unwrap(),
@@ -93,44 +87,6 @@ fn golden_and_round_trip() {
     assert_eq!(std::fs::read_to_string(&path).unwrap(), golden.trim_end());
     std::fs::write(&path, b"{").unwrap();
     assert!(matches!(sd.load(), Err(StateError::Invalid { .. })));
-}
-
-#[test]
-fn reads_version_1() {
-    let dir = tempfile::tempdir().unwrap();
-    let state = dir.path().join(".logdrop");
-    std::fs::create_dir_all(&state).unwrap();
-    let v1 = include_str!("../../tests/fixtures/sidecar_state_v1.json");
-    std::fs::write(state.join(V1_FILE), v1).unwrap();
-    let mut sd = StateDir::new(&state);
-    let saved = sd.load().unwrap().unwrap();
-    assert_eq!(
-        (saved.task.cluster.as_str(), saved.task.task_id.as_str()),
-        ("prod", "t1")
-    );
-    let rec = &saved.files["catalina.2026-11-24.log"];
-    assert_eq!(
-        (
-            rec.generation,
-            rec.identity,
-            rec.offset,
-            rec.uploading,
-            rec.fingerprint
-        ),
-        (
-            1,
-            Identity {
-                dev: None,
-                inode: 42
-            },
-            6080,
-            Some((6080, 7000)),
-            None
-        )
-    );
-    assert!(!state.join(V1_FILE).exists(), "converted once");
-    let again = StateDir::new(&state).load().unwrap().unwrap();
-    assert_eq!((again.task, again.files), (saved.task, saved.files));
 }
 
 #[test]

@@ -110,28 +110,6 @@ pub fn classify(rec: &FileRecord, now: Option<&Seen>) -> Change {
     }
 }
 
-/// What a record saved before a restart means for the file under its name now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Restore {
-    /// Probably the same file: follow it from the offset once its fingerprint
-    /// matches (checked on the first look).
-    Resume,
-    /// The generation is over: a file under the name starts the next one.
-    Finished,
-    /// The file went away, was replaced or truncated while the sidecar was down.
-    Lost(Change),
-}
-
-pub fn restore(rec: &FileRecord, now: Option<&Seen>) -> Restore {
-    if rec.finished {
-        return Restore::Finished;
-    }
-    match classify(rec, now) {
-        Change::Same => Restore::Resume,
-        other => Restore::Lost(other),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -161,17 +139,9 @@ mod tests {
         assert_eq!(classify(&rec, s(8, 1, 20).as_ref()), Change::Replaced);
         assert_eq!(classify(&rec, s(7, 1, 5).as_ref()), Change::Truncated);
         assert_eq!(classify(&rec, None), Change::Deleted);
-        assert_eq!(restore(&rec, s(7, 1, 10).as_ref()), Restore::Resume);
-        assert_eq!(
-            restore(&rec, s(7, 1, 5).as_ref()),
-            Restore::Lost(Change::Truncated)
-        );
-        assert_eq!(restore(&rec, None), Restore::Lost(Change::Deleted));
-        // Read from version 1: the device is unknown and matches any.
+        // On a shared file system the device is not recorded and matches any.
         rec.identity.dev = None;
-        assert_eq!(restore(&rec, s(8, 1, 10).as_ref()), Restore::Resume);
-        rec.finished = true;
-        assert_eq!(restore(&rec, s(8, 1, 10).as_ref()), Restore::Finished);
+        assert_eq!(classify(&rec, s(8, 1, 10).as_ref()), Change::Same);
     }
 
     #[test]

@@ -16,17 +16,6 @@ pub fn backoff(attempt: u32, unit: f64) -> Duration {
     cap.mul_f64(unit.clamp(0.0, 1.0))
 }
 
-/// Timeouts for the sidecar's S3 client: without them a request whose answer
-/// never comes blocks every file (the SDK's default is a connect timeout only).
-/// An attempt may take `attempt`; the SDK's retries of one call, three times that.
-pub fn timeout_config(attempt: Duration) -> aws_smithy_types::timeout::TimeoutConfig {
-    aws_smithy_types::timeout::TimeoutConfig::builder()
-        .connect_timeout(attempt.min(Duration::from_secs(5)))
-        .operation_attempt_timeout(attempt)
-        .operation_timeout(attempt.saturating_mul(3))
-        .build()
-}
-
 /// Puts `body` under `key`, retrying every failure until it succeeds,
 /// `max_attempts` (if any) is spent, or `deadline` (if any) would pass: no
 /// attempt runs and no backoff sleeps past it. Permanent errors (access

@@ -6,20 +6,22 @@
 //! One run looks at every `<root>/<cluster>/<task_id>/` once, in a rotating
 //! order that starts after where the last run stopped (`cursor`), until the
 //! deadline. A directory is taken only when its owner is gone or absent
-//! (`owner::liveness`) and its lock is free (`owner::try_lock`); the lock,
+//! (`liveness`) and its lock is free (`owner::try_lock`); the lock,
 //! held while the directory is shipped, keeps two sweepers, or a sweeper and
 //! a sidecar that came back, from writing one state or one key at once.
 
 mod config;
 mod cursor;
+mod liveness;
 
 pub use config::SweepConfig;
 
 use crate::ports::ObjectStore;
-use crate::sidecar::owner::{self, Liveness};
+use crate::sidecar::owner;
 use crate::sidecar::state::StateDir;
 use crate::sidecar::{Sidecar, SidecarError};
 use chrono::Utc;
+use liveness::{Liveness, liveness};
 use serde::Serialize;
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime};
@@ -194,10 +196,10 @@ async fn sweep_dir<S: ObjectStore + Clone>(
         return Ok(Outcome::Empty);
     }
     let state = StateDir::new(&sidecar_config.state_dir);
-    let gone = match owner::liveness(&state, Utc::now(), config.stale) {
+    let gone = match liveness(&state, Utc::now(), config.stale) {
         Liveness::Alive => return Ok(Outcome::Owned),
         Liveness::NoOwner => None,
-        Liveness::Gone(doc) => Some(doc.heartbeat),
+        Liveness::Gone(since) => Some(since),
     };
     // Made here, not by the lock: a parent another sweeper has just deleted
     // must not be made again.
@@ -211,7 +213,7 @@ async fn sweep_dir<S: ObjectStore + Clone>(
         return Ok(Outcome::Held);
     };
     // Looked at again under the lock: a sidecar may have come back meanwhile.
-    if owner::liveness(&state, Utc::now(), config.stale) == Liveness::Alive {
+    if liveness(&state, Utc::now(), config.stale) == Liveness::Alive {
         return Ok(Outcome::Owned);
     }
     let (cluster, task_id) = identity(&state, dir)?;

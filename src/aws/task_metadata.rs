@@ -1,5 +1,5 @@
-//! Which ECS task this is: from the task metadata endpoint v4, or from
-//! `LOGDROP_CLUSTER` / `LOGDROP_TASK_ID`.
+//! Which ECS task this is: from the task metadata endpoint v4 (the adapter
+//! for that endpoint), or from `LOGDROP_CLUSTER` / `LOGDROP_TASK_ID`.
 
 use serde::Deserialize;
 use std::time::Duration;

@@ -1,0 +1,108 @@
+//! Whether a task's directory has a live sidecar shipping it, as its owner
+//! record (`sidecar::owner`) says: the record's time is the later of its
+//! `heartbeat` field and its file's modification time, which each heartbeat
+//! after the first sets.
+
+use crate::sidecar::state::{OWNER_FILE, StateDir};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Liveness {
+    /// No owner record: files dropped by a writer that runs no sidecar.
+    NoOwner,
+    /// A heartbeat younger than the stale time: leave the directory alone.
+    Alive,
+    /// The owner stopped, or its last heartbeat (this time) is stale.
+    Gone(DateTime<Utc>),
+}
+
+/// Reads the owner record. One that does not parse is judged by the file's
+/// time alone and named in a warning.
+pub fn liveness(state: &StateDir, now: DateTime<Utc>, stale: Duration) -> Liveness {
+    let path = state.path().join(OWNER_FILE);
+    // Read after the record is opened and read, which revalidates the
+    // attributes an NFS client caches.
+    let loaded = state.load_owner();
+    let modified = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .map(DateTime::<Utc>::from)
+        .unwrap_or(DateTime::<Utc>::MIN_UTC);
+    let beat = match loaded {
+        Ok(None) => return Liveness::NoOwner,
+        Ok(Some(doc)) if doc.stopped => return Liveness::Gone(doc.heartbeat),
+        Ok(Some(doc)) => doc.heartbeat.max(modified),
+        Err(e) => {
+            tracing::warn!(path = %path.display(), error = %e, "cannot read the owner record; judging the owner by the file's time");
+            modified
+        }
+    };
+    let age = now.signed_duration_since(beat).to_std().unwrap_or_default();
+    match age < stale {
+        true => Liveness::Alive,
+        false => Liveness::Gone(beat),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sidecar::owner::{OWNER_VERSION, OwnerDoc};
+
+    fn doc(heartbeat: DateTime<Utc>, stopped: bool) -> OwnerDoc {
+        OwnerDoc {
+            version: OWNER_VERSION,
+            cluster: "c".into(),
+            task_id: "t".into(),
+            heartbeat,
+            stopped,
+        }
+    }
+
+    #[test]
+    fn a_heartbeat_younger_than_the_stale_time_is_alive() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut state = StateDir::new(dir.path());
+        let now = Utc::now();
+        let stale = Duration::from_secs(30);
+        assert_eq!(liveness(&state, now, stale), Liveness::NoOwner);
+        state.save_owner(&doc(now, false)).unwrap();
+        assert_eq!(liveness(&state, now, stale), Liveness::Alive);
+        // The file's time is a little after `now`.
+        let later = Utc::now() + chrono::Duration::seconds(30);
+        assert!(matches!(
+            liveness(&state, later, stale),
+            Liveness::Gone(t) if t > now && t < later
+        ));
+        // An old record whose file's time is old too is stale.
+        let path = dir.path().join(OWNER_FILE);
+        let old = std::time::SystemTime::now() - Duration::from_secs(7200);
+        state
+            .save_owner(&doc(now - chrono::Duration::hours(2), false))
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        assert!(matches!(
+            liveness(&state, Utc::now(), stale),
+            Liveness::Gone(_)
+        ));
+        state.save_owner(&doc(now, true)).unwrap();
+        assert_eq!(liveness(&state, now, stale), Liveness::Gone(now));
+    }
+
+    #[test]
+    fn an_owner_record_that_does_not_parse_is_judged_by_its_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = StateDir::new(dir.path());
+        std::fs::write(dir.path().join(OWNER_FILE), b"{not json").unwrap();
+        let now = Utc::now();
+        let hour = Duration::from_secs(3600);
+        assert_eq!(liveness(&state, now, hour), Liveness::Alive);
+        let later = now + chrono::Duration::hours(2);
+        assert!(matches!(liveness(&state, later, hour), Liveness::Gone(_)));
+    }
+}

@@ -33,6 +33,23 @@ pub(crate) struct Ctx<S> {
 }
 
 impl<S> Ctx<S> {
+    pub fn new(store: S, config: Config, cluster: String, task_id: String) -> Self {
+        Ctx {
+            store,
+            config,
+            cluster,
+            task_id,
+            totals: Totals::default(),
+            max_attempts: None,
+            deadline: None,
+            limits: None,
+            clock_ahead: Duration::ZERO,
+            max_open: open_file_budget(),
+            last_early: None,
+            reporter: Reporter::default(),
+        }
+    }
+
     /// The time the age rules read.
     pub fn now(&self) -> Instant {
         Instant::now() + self.clock_ahead
@@ -82,7 +99,7 @@ impl Budget {
 
 /// How many log files may be open at once: half the soft RLIMIT_NOFILE (read
 /// from /proc, no unsafe code), the rest left to sockets and the state.
-pub(crate) fn open_file_budget() -> usize {
+fn open_file_budget() -> usize {
     let soft = std::fs::read_to_string("/proc/self/limits")
         .ok()
         .and_then(|t| {

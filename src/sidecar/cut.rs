@@ -237,9 +237,8 @@ pub(crate) struct Segment {
 }
 
 /// Which files a flush takes now and how much of each; empty when no file
-/// makes a flush due. Notes each file's quiet time and age as of `now`, and
-/// looks at its new lines for an urgent event. The last result says the
-/// flush is early: only an urgent event made it due.
+/// makes a flush due. The last result says the flush is early: only an
+/// urgent event made it due.
 pub(crate) fn plan<S>(
     ctx: &Ctx<S>,
     files: &mut [&mut Followed],
@@ -258,52 +257,14 @@ pub(crate) fn plan<S>(
             left = true;
             continue;
         }
-        // A sweep opens each file first: on NFS an open revalidates the size
-        // and time that a path's stat may serve from the client's cache, and
-        // a file that only looks quiet would have its last line cut.
-        if mode == Mode::Sweep
-            && let Err(e) = f.handle(&ctx.config.log_dir)
-        {
-            f.note_failure(&e);
-            left = true;
-            continue;
-        }
-        let len = match f.size() {
-            Ok(len) => ctx.limit(f, len),
+        let (look, until) = match look(ctx, f, mode, now, due) {
+            Ok(Some(look)) => look,
+            Ok(None) => continue,
             Err(e) => {
                 f.note_failure(&e);
                 left = true;
                 continue;
             }
-        };
-        let quiet = match mode {
-            Mode::Sweep => f.quiet_since_modified(ctx.clock_ahead),
-            _ => f.quiet_for(len, now),
-        };
-        let pending = len.saturating_sub(f.record.offset);
-        if pending == 0 && f.record.uploading.is_none() {
-            f.pending_since = None;
-            continue;
-        }
-        let since = *f.pending_since.get_or_insert(now);
-        let urgent = match due.early {
-            false => false,
-            true => match f.watch_urgent(&ctx.config.log_dir, &ctx.config.early_flush, len) {
-                // Whole, or quiet long enough for a flush to take it whole.
-                Ok(()) => f.watch.urgent_at.is_some() && (f.watch.whole || quiet >= due.hold),
-                Err(e) => {
-                    f.note_failure(&e);
-                    left = true;
-                    continue;
-                }
-            },
-        };
-        let look = Look {
-            pending,
-            age: now.saturating_duration_since(since),
-            quiet,
-            rotated: f.rotated,
-            urgent,
         };
         // A range left over from a segment that could not be read again is
         // due by the same rules: if its file still fails, it is tried again
@@ -321,7 +282,7 @@ pub(crate) fn plan<S>(
         planned.push(Planned {
             file: i,
             urgency: urgency(mode, due, look),
-            until: len,
+            until,
             done: false,
             found: None,
         });
@@ -330,6 +291,47 @@ pub(crate) fn plan<S>(
         return (Vec::new(), left || !planned.is_empty(), false);
     }
     (planned, left, !any_due)
+}
+
+/// How `f` stands as of `now`, and its size (`None`: nothing to ship). Notes
+/// its quiet time and age, and looks at its new lines for an urgent event.
+fn look<S>(
+    ctx: &Ctx<S>,
+    f: &mut Followed,
+    mode: Mode,
+    now: Instant,
+    due: Due,
+) -> io::Result<Option<(Look, u64)>> {
+    // A sweep opens each file first: on NFS an open revalidates the size
+    // and time that a path's stat may serve from the client's cache, and a
+    // file that only looks quiet would have its last line cut.
+    if mode == Mode::Sweep {
+        f.handle(&ctx.config.log_dir)?;
+    }
+    let len = ctx.limit(f, f.size()?);
+    let quiet = match mode {
+        Mode::Sweep => f.quiet_since_modified(ctx.clock_ahead),
+        _ => f.quiet_for(len, now),
+    };
+    let pending = len.saturating_sub(f.record.offset);
+    if pending == 0 && f.record.uploading.is_none() {
+        f.pending_since = None;
+        return Ok(None);
+    }
+    let since = *f.pending_since.get_or_insert(now);
+    let urgent = due.early && {
+        f.watch_urgent(&ctx.config.log_dir, &ctx.config.early_flush, len)?;
+        // Whole, or quiet long enough for a flush to take it whole.
+        f.watch.urgent_at.is_some() && (f.watch.whole || quiet >= due.hold)
+    };
+    let look = Look {
+        pending,
+        age: now.saturating_duration_since(since),
+        quiet,
+        rotated: f.rotated,
+        urgent,
+    };
+    Ok(Some((look, len)))
 }
 
 /// Cuts the next segment of a flush: one part per planned file that has

@@ -27,7 +27,7 @@ pub use cut::Mode;
 pub use error::{Progress, SidecarError, Totals};
 
 use crate::ports::ObjectStore;
-use context::{Budget, Ctx, open_file_budget};
+use context::{Budget, Ctx};
 use followed::Followed;
 use state::{FileRecord, StateDir, TaskDoc};
 use std::collections::{BTreeMap, BTreeSet};
@@ -86,20 +86,7 @@ impl<S: ObjectStore> Sidecar<S> {
             tracing::error!(error = %e, "cannot write the state; nothing is uploaded until it can be");
         }
         let mut me = Sidecar {
-            ctx: Ctx {
-                store,
-                config,
-                cluster,
-                task_id,
-                totals: Totals::default(),
-                max_attempts: None,
-                deadline: None,
-                limits: None,
-                clock_ahead: std::time::Duration::ZERO,
-                max_open: open_file_budget(),
-                last_early: None,
-                reporter: Default::default(),
-            },
+            ctx: Ctx::new(store, config, cluster, task_id),
             state,
             followed: BTreeMap::new(),
             retired: BTreeMap::new(),

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 pub const OWNER_VERSION: u32 = 1;
 const LOCK_FILE: &str = "lock";
+/// Who ships the directory: written only on a shared file system.
+pub const OWNER_FILE: &str = "owner.json";
 
 /// `<state dir>/owner.json`, written by the sidecar that ships the directory.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,8 +161,8 @@ impl Owner {
     fn write(&mut self, state: &mut StateDir) -> Result<(), StateError> {
         self.record = None;
         self.doc.heartbeat = Utc::now();
-        state.save_owner(&self.doc)?;
-        let path = state.path().join(crate::sidecar::state::OWNER_FILE);
+        state.write(OWNER_FILE, &self.doc)?;
+        let path = state.path().join(OWNER_FILE);
         self.record = OpenOptions::new().write(true).open(path).ok();
         Ok(())
     }
@@ -207,7 +209,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut state = StateDir::new(dir.path());
         let old = Utc::now() - chrono::Duration::hours(2);
-        state.save_owner(&doc(old, false)).unwrap();
+        state.write(OWNER_FILE, &doc(old, false)).unwrap();
         let path = dir.path().join("owner.json");
         let before = (
             std::fs::read(&path).unwrap(),
@@ -236,7 +238,8 @@ mod tests {
         );
         // A stop is written whole.
         owner.stopped(&mut state).unwrap();
-        assert!(state.load_owner().unwrap().unwrap().stopped);
+        let now: OwnerDoc = state.read(OWNER_FILE).unwrap().unwrap();
+        assert!(now.stopped);
     }
 
     #[test]

@@ -24,8 +24,6 @@ pub const STATE_VERSION: u32 = 2;
 const TASK_FILE: &str = "task.json";
 const FILES_DIR: &str = "files";
 const SEGMENT_FILE: &str = "segment.json";
-/// Who ships the directory (`owner`): written only on a shared file system.
-pub const OWNER_FILE: &str = "owner.json";
 
 /// The task-level record: one write per segment, its size O(parts).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -280,9 +278,12 @@ impl StateDir {
         self.write_atomic(&dir, &record_file(&rec.name), rec)
     }
 
-    /// The owner record (`owner::OwnerDoc`), if any.
-    pub fn load_owner(&self) -> Result<Option<crate::sidecar::owner::OwnerDoc>, StateError> {
-        Self::read_json(&self.dir.join(OWNER_FILE))
+    /// Another document kept in the state directory (the owner record), if any.
+    pub fn read<T: serde::de::DeserializeOwned>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>, StateError> {
+        Self::read_json(&self.dir.join(name))
     }
 
     /// The task the records belong to, if any, without loading them.
@@ -290,9 +291,10 @@ impl StateDir {
         Self::read_json(&self.dir.join(TASK_FILE))
     }
 
-    pub fn save_owner(&mut self, doc: &crate::sidecar::owner::OwnerDoc) -> Result<(), StateError> {
+    /// Writes another document into the state directory, atomically.
+    pub fn write<T: Serialize>(&mut self, name: &str, value: &T) -> Result<(), StateError> {
         let dir = self.dir.clone();
-        self.write_atomic(&dir, OWNER_FILE, doc)
+        self.write_atomic(&dir, name, value)
     }
 
     /// Records a segment before its upload: a recorded intent is what

@@ -3,7 +3,8 @@
 //! `heartbeat` field and its file's modification time, which each heartbeat
 //! after the first sets.
 
-use crate::sidecar::state::{OWNER_FILE, StateDir};
+use crate::sidecar::owner::{OWNER_FILE, OwnerDoc};
+use crate::sidecar::state::StateDir;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
@@ -23,7 +24,7 @@ pub fn liveness(state: &StateDir, now: DateTime<Utc>, stale: Duration) -> Livene
     let path = state.path().join(OWNER_FILE);
     // Read after the record is opened and read, which revalidates the
     // attributes an NFS client caches.
-    let loaded = state.load_owner();
+    let loaded = state.read::<OwnerDoc>(OWNER_FILE);
     let modified = std::fs::metadata(&path)
         .and_then(|m| m.modified())
         .map(DateTime::<Utc>::from)
@@ -47,7 +48,7 @@ pub fn liveness(state: &StateDir, now: DateTime<Utc>, stale: Duration) -> Livene
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sidecar::owner::{OWNER_VERSION, OwnerDoc};
+    use crate::sidecar::owner::OWNER_VERSION;
 
     fn doc(heartbeat: DateTime<Utc>, stopped: bool) -> OwnerDoc {
         OwnerDoc {
@@ -66,7 +67,7 @@ mod tests {
         let now = Utc::now();
         let stale = Duration::from_secs(30);
         assert_eq!(liveness(&state, now, stale), Liveness::NoOwner);
-        state.save_owner(&doc(now, false)).unwrap();
+        state.write(OWNER_FILE, &doc(now, false)).unwrap();
         assert_eq!(liveness(&state, now, stale), Liveness::Alive);
         // The file's time is a little after `now`.
         let later = Utc::now() + chrono::Duration::seconds(30);
@@ -78,7 +79,7 @@ mod tests {
         let path = dir.path().join(OWNER_FILE);
         let old = std::time::SystemTime::now() - Duration::from_secs(7200);
         state
-            .save_owner(&doc(now - chrono::Duration::hours(2), false))
+            .write(OWNER_FILE, &doc(now - chrono::Duration::hours(2), false))
             .unwrap();
         std::fs::OpenOptions::new()
             .write(true)
@@ -90,7 +91,7 @@ mod tests {
             liveness(&state, Utc::now(), stale),
             Liveness::Gone(_)
         ));
-        state.save_owner(&doc(now, true)).unwrap();
+        state.write(OWNER_FILE, &doc(now, true)).unwrap();
         assert_eq!(liveness(&state, now, stale), Liveness::Gone(now));
     }
 

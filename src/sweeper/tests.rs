@@ -88,7 +88,7 @@ fn gone(root: &Path, t: &str) {
     let state = root.join("c").join(t).join(".logdrop");
     std::fs::create_dir_all(&state).unwrap();
     std::fs::write(
-        state.join(crate::sidecar::state::OWNER_FILE),
+        state.join(crate::sidecar::owner::OWNER_FILE),
         r#"{"version":1,"cluster":"c","task_id":"t1","heartbeat":"2026-01-01T00:00:00Z"}"#,
     )
     .unwrap();

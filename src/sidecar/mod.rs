@@ -519,6 +519,3 @@ async fn flush<S: ObjectStore>(
     }
     Ok(left)
 }
-
-#[cfg(test)]
-mod tests;

@@ -494,6 +494,3 @@ async fn flush<S: ObjectStore>(
     }
     Ok(left)
 }
-
-#[cfg(test)]
-mod tests;

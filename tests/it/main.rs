@@ -24,6 +24,7 @@ mod shipper_reliability;
 mod shipper_segments;
 mod sidecar;
 mod sidecar_faults;
+mod sidecar_passes;
 mod sidecar_proxy;
 mod sidecar_rig;
 mod sidecar_segments;

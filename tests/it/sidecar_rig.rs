@@ -230,8 +230,9 @@ impl SidecarRig {
 }
 
 /// The file ranges in one object, each decompressed: a v1 chunk is one, a
-/// segment one per part (split as the shipper does: manifest, then lengths).
-fn ranges(key: &str, body: &[u8]) -> Vec<(ChunkKey, Vec<u8>)> {
+/// segment one per part (split as the shipper does: manifest, then lengths),
+/// in the manifest's order.
+pub fn ranges(key: &str, body: &[u8]) -> Vec<(ChunkKey, Vec<u8>)> {
     let gunzip = |g: &[u8]| {
         let mut plain = Vec::new();
         flate2::read::GzDecoder::new(g)
@@ -329,6 +330,14 @@ pub fn signal(child: &Child, sig: i32) {
     unsafe {
         libc::kill(child.id() as i32, sig);
     }
+}
+
+/// `n` access lines, `GET /{i}` for `i` from `from`, all 200s of 5 bytes.
+pub fn get_lines(from: usize, n: usize) -> Vec<u8> {
+    (from..from + n)
+        .map(|i| format!("10.0.0.1 - - [24/Nov/2026:10:00:00 +0000] \"GET /{i} HTTP/1.1\" 200 5\n"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 pub fn append(path: &Path, bytes: &[u8]) {

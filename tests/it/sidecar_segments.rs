@@ -7,13 +7,6 @@ use crate::sidecar_rig::*;
 use std::os::unix::fs::PermissionsExt;
 use std::time::{Duration, Instant};
 
-fn lines(from: usize, n: usize) -> Vec<u8> {
-    (from..from + n)
-        .map(|i| format!("10.0.0.1 - - [24/Nov/2026:10:00:00 +0000] \"GET /{i} HTTP/1.1\" 200 5\n"))
-        .collect::<String>()
-        .into_bytes()
-}
-
 fn chmod(path: &std::path::Path, mode: u32) {
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
 }
@@ -41,7 +34,7 @@ async fn a_part_unreadable_after_a_crash_ships_its_exact_range_once_readable() {
     ];
     let bad = "localhost_access_log.2026-11-24.txt";
     let good = "localhost_access_log.2026-11-25.txt";
-    let (b1, g1) = (lines(0, 20), lines(100, 20));
+    let (b1, g1) = (get_lines(0, 20), get_lines(100, 20));
     append(&s.path(bad), &b1);
     append(&s.path(good), &g1);
     proxy.set(Mode::Swallow);
@@ -54,7 +47,7 @@ async fn a_part_unreadable_after_a_crash_ships_its_exact_range_once_readable() {
     wait_exit(&mut child, Duration::from_secs(10)).expect("killed");
     // Unreadable for the sidecar's user now; both files grow meanwhile.
     chmod(&s.path(bad), 0o600);
-    let (b2, g2) = (lines(20, 5), lines(120, 5));
+    let (b2, g2) = (get_lines(20, 5), get_lines(120, 5));
     append(&s.path(bad), &b2);
     append(&s.path(good), &g2);
     proxy.set(Mode::Forward);

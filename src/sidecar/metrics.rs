@@ -73,3 +73,29 @@ impl Reporter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pending_bytes_their_age_and_counts_since_the_last_line() {
+        let start = Instant::now();
+        let mut r = Reporter::default();
+        r.standing.pending_bytes = 750;
+        r.standing.oldest_since = Some(start);
+        let mut totals = Totals::default();
+        let line = r.line("c", start + Duration::from_millis(30_900), &totals);
+        assert_eq!(line.get("PendingBytes"), Some(&[750.0][..]));
+        assert_eq!(line.get("OldestPendingAge"), Some(&[30.0][..]));
+        totals.chunks = 3;
+        totals.failed_attempts = 2;
+        r.line("c", start, &totals);
+        totals.chunks = 4;
+        r.standing = Standing::default();
+        let line = r.line("c", start + Duration::from_secs(60), &totals);
+        assert_eq!(line.get("SegmentsUploaded"), Some(&[1.0][..]));
+        assert_eq!(line.get("UploadRetries"), Some(&[0.0][..]));
+        assert_eq!(line.get("OldestPendingAge"), Some(&[0.0][..]));
+    }
+}

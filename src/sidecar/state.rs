@@ -143,12 +143,6 @@ pub struct StateDir {
     pub segment: SegmentDoc,
 }
 
-/// The temporary file the segment record is written through.
-#[cfg(test)]
-pub(crate) fn segment_tmp(state_dir: &Path) -> PathBuf {
-    state_dir.join(format!("{SEGMENT_FILE}.tmp"))
-}
-
 fn record_file(name: &str) -> String {
     format!("{:016x}.json", fnv1a(name.as_bytes()))
 }

@@ -223,6 +223,40 @@ async fn a_rewrite_in_place_keeping_inode_length_and_tail_is_a_new_generation() 
     assert_shipped(&s, "catalina.2026-11-25.log", 0, &b).await;
 }
 
+/// The segment record's write fails (a full disk, after earlier uploads):
+/// nothing is uploaded without it, the error names the path, and once it can
+/// be written every byte ships once, without a restart. (A read-only state
+/// directory from the start is `sidecar_faults`'.)
+#[tokio::test]
+async fn nothing_is_uploaded_while_the_segment_record_cannot_be_written() {
+    let s = SidecarRig::new("sp-intent-enospc").await;
+    let store = Faulty::new(&s);
+    let path = s.path(JULI);
+    let a = juli(3, "a");
+    append(&path, &a);
+    let config = config(&s, "*.log", &[]);
+    // Every record is written through `<name>.tmp`, then renamed.
+    let tmp = config.state_dir.join("segment.json.tmp");
+    let mut sc = sidecar(&s, &store, config).await;
+    sc.pass(Mode::Drain).await.unwrap();
+    let puts = store.keys().len();
+    std::os::unix::fs::symlink("/dev/full", &tmp).unwrap();
+    let b = juli(2, "b");
+    append(&path, &b);
+    for _ in 0..2 {
+        let e = sc.pass(Mode::Drain).await.unwrap_err();
+        assert!(e.to_string().contains(&tmp.display().to_string()), "{e}");
+    }
+    assert_eq!(
+        store.keys().len(),
+        puts,
+        "uploaded without a recorded intent"
+    );
+    std::fs::remove_file(&tmp).unwrap();
+    sc.pass(Mode::Drain).await.unwrap();
+    assert_shipped(&s, JULI, 0, &[a, b].concat()).await;
+}
+
 #[tokio::test]
 async fn recording_a_segment_costs_the_same_with_many_files() {
     let mut costs = Vec::new();

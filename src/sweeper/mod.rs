@@ -75,7 +75,6 @@ pub async fn sweep<S: ObjectStore + Clone>(
     deadline: Option<Instant>,
 ) -> std::io::Result<SweepReport> {
     let dirs = task_dirs(&config.root)?;
-    empty_trash(&config.root);
     let start = cursor::resume_at(&config.root, &dirs);
     let mut report = SweepReport {
         dirs: dirs.len(),
@@ -127,6 +126,9 @@ pub async fn sweep<S: ObjectStore + Clone>(
     if report.not_reached == 0 {
         cursor::clear(&config.root);
     }
+    // After the shipping: a trash too big for one run must not keep every
+    // run from reaching the directories.
+    empty_trash(&config.root, deadline);
     tracing::info!(report = ?report, "sweep finished");
     Ok(report)
 }
@@ -268,13 +270,16 @@ fn trash_name(dir: &Path) -> String {
     )
 }
 
-/// Deletes what an earlier run moved to the trash but could not delete.
-fn empty_trash(root: &Path) {
+/// Deletes what a run moved to the trash but could not delete, until `deadline`.
+fn empty_trash(root: &Path, deadline: Option<Instant>) {
     let trash = root.join(TRASH);
     let Ok(entries) = std::fs::read_dir(&trash) else {
         return;
     };
     for entry in entries.flatten() {
+        if deadline.is_some_and(|d| Instant::now() + DIR_MARGIN >= d) {
+            return;
+        }
         let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
         if let Err(e) = std::fs::remove_dir_all(entry.path())
             && !gone(&e)

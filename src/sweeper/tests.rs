@@ -128,8 +128,13 @@ async fn a_finished_directory_is_deleted_through_the_trash_unless_it_holds_other
         .unwrap()
         .collect();
     assert!(trash.is_empty(), "{trash:?}");
-    // What an interrupted deletion left in the trash goes at the next run.
+    // What an interrupted deletion left in the trash goes at a later run,
+    // after the directories and only while the deadline allows.
     std::fs::create_dir_all(root.path().join(TRASH).join("c%2Ft9.0123/x")).unwrap();
+    sweep(&store, &retention_zero(root.path()), Some(Instant::now()))
+        .await
+        .unwrap();
+    assert!(root.path().join(TRASH).join("c%2Ft9.0123").exists());
     sweep(&store, &retention_zero(root.path()), None)
         .await
         .unwrap();

@@ -2,7 +2,8 @@
 //! with `--once` ships everything present now and exits. Wiring only: the
 //! loop is `Sidecar::run`.
 
-use logdrop::aws::{s3::S3, sdk_config, task_metadata, timeouts};
+use logdrop::aws::task_metadata::resolve;
+use logdrop::aws::{s3::S3, sdk_config, timeouts};
 use logdrop::config::Env;
 use logdrop::sidecar::{Config, Sidecar, SidecarError};
 use std::process::ExitCode;
@@ -46,19 +47,14 @@ async fn run() -> ExitCode {
         }
     };
     let metadata = env.get("ECS_CONTAINER_METADATA_URI_V4").map(str::to_string);
-    let (cluster, task_id) = match task_metadata::resolve(
-        config.cluster.clone(),
-        config.task_id.clone(),
-        metadata,
-    )
-    .await
-    {
-        Ok(id) => id,
-        Err(e) => {
-            eprintln!("sidecar: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let (cluster, task_id) =
+        match resolve(config.cluster.clone(), config.task_id.clone(), metadata).await {
+            Ok(id) => id,
+            Err(e) => {
+                eprintln!("sidecar: {e}");
+                return ExitCode::from(2);
+            }
+        };
     config.on_efs(&cluster, &task_id);
     // Signals are caught from the start, so a stop during start-up is not lost.
     let (Ok(mut term), Ok(mut int)) = (

@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 /// Which file (not which name): device and inode.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Identity {
-    /// Unknown in state converted from version 1.
+    /// Not recorded on a shared file system (each NFS client reports its own).
     pub dev: Option<u64>,
     pub inode: u64,
 }

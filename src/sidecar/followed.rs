@@ -145,7 +145,7 @@ impl Followed {
         let fp = Fingerprint::of(f, offset);
         let same = match (want, fp) {
             (Some(w), Ok(got)) => w == got,
-            // Converted from v1 or never shipped: nothing to compare yet.
+            // Never shipped, or recorded without one: nothing to compare yet.
             (None, Ok(got)) => {
                 self.record.fingerprint = (offset > 0).then_some(got);
                 true

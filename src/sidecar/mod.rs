@@ -109,10 +109,8 @@ impl<S: ObjectStore> Sidecar<S> {
     /// replaced or truncated while the sidecar was down.
     fn restore(&mut self, name: String, mut rec: FileRecord, scan: &Scan) {
         let now = scan.get(&name);
-        let change = match rec.finished {
-            true => None,
-            false => Some(tail::classify(&rec, now)),
-        };
+        // A finished generation is over whatever the name holds now.
+        let change = (!rec.finished).then(|| tail::classify(&rec, now));
         match change {
             Some(Change::Same) => {
                 let mut f = Followed::restored(rec, now.cloned());
@@ -196,12 +194,14 @@ impl<S: ObjectStore> Sidecar<S> {
         self.followed.values().filter(|f| f.is_open()).count()
     }
 
+    #[doc(hidden)]
     /// Keeps at most `n` log files open at once (the default is half of
     /// RLIMIT_NOFILE): tests reach the limit without thousands of files.
     pub fn set_max_open(&mut self, n: usize) {
         self.ctx.max_open = n;
     }
 
+    #[doc(hidden)]
     /// Moves the age rules' clock on by `by`: tests step through flushes
     /// without waiting for them.
     pub fn advance_clock(&mut self, by: std::time::Duration) {
@@ -253,7 +253,7 @@ impl<S: ObjectStore> Sidecar<S> {
 
     /// The segment recorded before a crash or a failed upload goes first.
     async fn redo(&mut self) -> Result<(), SidecarError> {
-        if self.state.segment.uploading.is_none() {
+        if self.state.segment().uploading.is_none() {
             return Ok(());
         }
         let redone = redo::redo(&mut self.ctx, &mut self.state, &mut self.followed).await;

@@ -85,7 +85,7 @@ pub(crate) async fn redo<S: ObjectStore>(
     state: &mut StateDir,
     followed: &mut BTreeMap<String, Followed>,
 ) -> Result<(), SidecarError> {
-    let Some(intent) = state.segment.uploading.clone() else {
+    let Some(intent) = state.segment().uploading.clone() else {
         return Ok(());
     };
     tracing::info!(

@@ -34,7 +34,7 @@ pub(crate) async fn ship<S: ObjectStore>(
     files: &mut [&mut Followed],
     seg: Segment,
 ) -> Result<(), SidecarError> {
-    let seq = state.segment.next_seq;
+    let seq = state.segment().next_seq;
     let parts = seg.body.parts().to_vec();
     for &i in &seg.files {
         let f = &mut *files[i];

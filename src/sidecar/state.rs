@@ -10,9 +10,10 @@
 //! ```
 //! `segment.json` holds the next segment's number and the segment being
 //! uploaded; a state without it starts a fresh counter (`SegmentDoc::fresh`).
-//! Version 1 (`state.json`, one document for every file) is not read: a
-//! state only ever meets the sidecar version of its own task (a task cannot
-//! change its image, and a new task's id makes an old state another task's).
+//! Version 1 (`state.json`, one document for every file) is refused, not
+//! read: on ECS a state only meets the sidecar version of its own task (a
+//! task keeps its image's digest, and a new task's id makes an old state
+//! another task's); elsewhere the error says what to do.
 
 use crate::sidecar::fingerprint::{Fingerprint, Identity, fnv1a};
 use serde::{Deserialize, Serialize};
@@ -93,7 +94,7 @@ pub struct FileRecord {
     pub version: u32,
     pub name: String,
     pub generation: u64,
-    /// The file the offsets belong to (`dev` is unknown in records read from v1).
+    /// The file the offsets belong to (`dev` is not recorded on a shared file system).
     pub identity: Identity,
     /// Every byte before this is in S3.
     pub offset: u64,
@@ -139,8 +140,8 @@ pub struct StateDir {
     /// A task document not written yet (the directory was not writable): it
     /// goes first, so no record is ever on disk without its task.
     pending_task: Option<TaskDoc>,
-    /// The segment record as last written (or loaded).
-    pub segment: SegmentDoc,
+    /// The segment record as last written (or loaded): changed only once on disk.
+    segment: SegmentDoc,
 }
 
 fn record_file(name: &str) -> String {
@@ -187,6 +188,15 @@ impl StateDir {
     pub fn load(&mut self) -> Result<Option<Saved>, StateError> {
         let task_path = self.dir.join(TASK_FILE);
         let Some(task) = Self::read_json::<TaskDoc>(&task_path)? else {
+            // Never met on ECS (see the module's comment); elsewhere a task
+            // id kept across versions must not start its files again at 0.
+            let v1 = self.dir.join("state.json");
+            if v1.exists() {
+                return Err(StateError::Invalid {
+                    path: v1,
+                    detail: "version 1 state is not read by this version: ship it with an earlier version (`sidecar --once`) and delete it, or delete it to start afresh".into(),
+                });
+            }
             return Ok(None);
         };
         if task.version != STATE_VERSION {
@@ -234,7 +244,6 @@ impl StateDir {
 
     /// Forgets every record (state of another task).
     pub fn reset(&mut self) -> Result<(), StateError> {
-        self.segment = SegmentDoc::fresh();
         let seg = self.dir.join(SEGMENT_FILE);
         match std::fs::remove_file(&seg) {
             Ok(()) => {}
@@ -243,10 +252,17 @@ impl StateDir {
         }
         let dir = self.dir.join(FILES_DIR);
         match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(Self::io(&dir, e)),
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(Self::io(&dir, e)),
         }
+        self.segment = SegmentDoc::fresh();
+        Ok(())
+    }
+
+    /// The next segment's number and the one in flight.
+    pub fn segment(&self) -> &SegmentDoc {
+        &self.segment
     }
 
     /// Writes the task document; when that fails it is kept and written
@@ -273,7 +289,7 @@ impl StateDir {
     }
 
     /// Another document kept in the state directory (the owner record), if any.
-    pub fn read<T: serde::de::DeserializeOwned>(
+    pub(crate) fn read<T: serde::de::DeserializeOwned>(
         &self,
         name: &str,
     ) -> Result<Option<T>, StateError> {
@@ -286,7 +302,7 @@ impl StateDir {
     }
 
     /// Writes another document into the state directory, atomically.
-    pub fn write<T: Serialize>(&mut self, name: &str, value: &T) -> Result<(), StateError> {
+    pub(crate) fn write<T: Serialize>(&mut self, name: &str, value: &T) -> Result<(), StateError> {
         let dir = self.dir.clone();
         self.write_atomic(&dir, name, value)
     }

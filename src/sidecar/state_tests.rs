@@ -39,7 +39,7 @@ fn golden_and_round_trip() {
     // the clock, beyond any a lost state may have used.
     let before = chrono::Utc::now().timestamp_millis() as u64;
     let got = sd.load().unwrap().unwrap();
-    assert!(sd.segment.next_seq >= before, "{}", sd.segment.next_seq);
+    assert!(sd.segment().next_seq >= before, "{:?}", sd.segment());
     assert_eq!(
         got,
         Saved {
@@ -73,7 +73,7 @@ fn golden_and_round_trip() {
     sd.intend(segment.uploading.clone().unwrap()).unwrap();
     let mut again = StateDir::new(sd.path());
     assert_eq!(again.load().unwrap(), Some(Saved { task, files }));
-    assert_eq!(again.segment, segment);
+    assert_eq!(again.segment(), &segment);
     let seg_golden = include_str!("../../tests/fixtures/sidecar_state_v2_segment.json");
     assert_eq!(
         std::fs::read_to_string(sd.path().join(SEGMENT_FILE)).unwrap(),
@@ -101,6 +101,28 @@ fn a_full_disk_is_an_error_naming_the_path() {
     let e = sd.save_file(&record()).unwrap_err();
     assert!(e.to_string().contains(&tmp.display().to_string()), "{e}");
     assert_eq!(sd.bytes_written, 0);
+    // A segment record that cannot be written is not kept in memory either.
+    let before = sd.segment().clone();
+    std::os::unix::fs::symlink("/dev/full", dir.path().join("segment.json.tmp")).unwrap();
+    let intent = SegmentIntent {
+        seq: before.next_seq,
+        gzip_level: 1,
+        parts: Vec::new(),
+    };
+    assert!(sd.intend(intent).is_err());
+    assert!(sd.segment_done(before.next_seq).is_err());
+    assert_eq!(sd.segment(), &before);
+}
+
+#[test]
+fn version_1_state_is_refused_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("state.json"), br#"{"version":1}"#).unwrap();
+    let e = StateDir::new(dir.path()).load().unwrap_err();
+    assert!(
+        e.to_string().contains("state.json") && e.to_string().contains("version 1"),
+        "{e}"
+    );
 }
 
 #[test]

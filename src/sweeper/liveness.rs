@@ -39,9 +39,10 @@ pub fn liveness(state: &StateDir, now: DateTime<Utc>, stale: Duration) -> Livene
         }
     };
     let age = now.signed_duration_since(beat).to_std().unwrap_or_default();
-    match age < stale {
-        true => Liveness::Alive,
-        false => Liveness::Gone(beat),
+    if age < stale {
+        Liveness::Alive
+    } else {
+        Liveness::Gone(beat)
     }
 }
 
@@ -91,6 +92,10 @@ mod tests {
             liveness(&state, Utc::now(), stale),
             Liveness::Gone(_)
         ));
+        // A beat sets the file's time only: the old field with a new time is alive.
+        let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_modified(std::time::SystemTime::now()).unwrap();
+        assert_eq!(liveness(&state, Utc::now(), stale), Liveness::Alive);
         state.write(OWNER_FILE, &doc(now, true)).unwrap();
         assert_eq!(liveness(&state, now, stale), Liveness::Gone(now));
     }

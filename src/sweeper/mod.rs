@@ -276,8 +276,11 @@ fn empty_trash(root: &Path, deadline: Option<Instant>) {
     let Ok(entries) = std::fs::read_dir(&trash) else {
         return;
     };
-    for entry in entries.flatten() {
-        if deadline.is_some_and(|d| Instant::now() + DIR_MARGIN >= d) {
+    // One entry at least, so a run that spent its time on the directories
+    // still shrinks the trash.
+    for (i, entry) in entries.flatten().enumerate() {
+        if i > 0 && deadline.is_some_and(|d| Instant::now() + DIR_MARGIN >= d) {
+            tracing::warn!(trash = %trash.display(), "the deadline is near; the rest of the trash goes at a later run");
             return;
         }
         let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;

@@ -270,3 +270,58 @@ async fn the_sidecar_reports_what_it_uploaded() {
     assert_eq!(last["OldestPendingAge"], json!(0.0));
     assert_eq!(last["UnreadableFiles"], json!(0.0));
 }
+
+/// While bytes wait for their flush, each line says how many and since when:
+/// the running sidecar's lines are read as it writes them, until one shows
+/// the file's bytes pending for a second or more (then SIGTERM ships them).
+#[tokio::test]
+async fn the_sidecar_reports_bytes_waiting_and_their_age() {
+    use std::io::BufRead;
+    let rig = Rig::new("metrics-pending").await;
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("localhost_access_log.2026-12-03.txt");
+    let content = access_lines(0, 10, 5);
+    std::fs::write(&log, &content).unwrap();
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_sidecar"));
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default());
+    for (k, v) in moto().env() {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
+        .env("LOGDROP_BUCKET", &rig.bucket)
+        .env("LOGDROP_LOG_DIR", dir.path())
+        .env("LOGDROP_CLUSTER", "prod-eu")
+        .env("LOGDROP_TASK_ID", TASK)
+        .env("LOGDROP_FLUSH_INTERVAL", "1h")
+        .env("LOGDROP_SUMMARY_INTERVAL", "100ms")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run sidecar");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    for line in stdout.by_ref() {
+        let line = line.expect("stdout");
+        let Some(emf) = emf_lines(line.as_bytes()).pop() else {
+            continue;
+        };
+        seen.push(emf.clone());
+        if emf["OldestPendingAge"].as_f64().unwrap_or(0.0) >= 1.0 {
+            break;
+        }
+        // Lines come at least 100 ms apart: 600 span a minute.
+        assert!(seen.len() < 600, "no line with an age: {:?}", seen.last());
+    }
+    let last = seen.last().expect("a metrics line");
+    assert_eq!(emf_problems(&seen), "");
+    assert_eq!(last["PendingBytes"], json!(content.len() as f64));
+    assert_eq!(last["SegmentsUploaded"], json!(0.0));
+    // SIGTERM: the stop ships them, and the last line says nothing waits.
+    crate::sidecar_rig::signal(&child, libc::SIGTERM);
+    let rest: Vec<String> = stdout.map(|l| l.expect("stdout")).collect();
+    assert!(child.wait().expect("wait").success());
+    let lines = emf_lines(rest.join("\n").as_bytes());
+    let after = lines.last().expect("the stop's metrics line");
+    assert_eq!(after["PendingBytes"], json!(0.0));
+    assert_eq!(after["SegmentsUploaded"], json!(1.0));
+}

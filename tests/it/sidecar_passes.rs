@@ -223,6 +223,28 @@ async fn a_rewrite_in_place_keeping_inode_length_and_tail_is_a_new_generation() 
     assert_shipped(&s, "catalina.2026-11-25.log", 0, &b).await;
 }
 
+/// A generation that ended while the sidecar ran (its file truncated) stays
+/// over across a restart: the file under the name then, with the same inode,
+/// length and bytes as that generation, is the next one, shipped whole.
+#[tokio::test]
+async fn a_generation_ended_before_a_restart_stays_over() {
+    let s = SidecarRig::new("sp-finished").await;
+    let store = Faulty::new(&s);
+    let path = s.path(JULI);
+    let a = juli(3, "a");
+    append(&path, &a);
+    let mut sc = sidecar(&s, &store, config(&s, "*.log", &[])).await;
+    sc.pass(Mode::Drain).await.unwrap();
+    std::fs::File::create(&path).unwrap(); // truncated: the generation ends
+    sc.pass(Mode::Drain).await.unwrap();
+    drop(sc);
+    std::fs::write(&path, &a).unwrap();
+    let mut sc = sidecar(&s, &store, config(&s, "*.log", &[])).await;
+    sc.pass(Mode::Drain).await.unwrap();
+    assert_shipped(&s, JULI, 0, &a).await;
+    assert_shipped(&s, JULI, 1, &a).await;
+}
+
 /// The segment record's write fails (a full disk, after earlier uploads):
 /// nothing is uploaded without it, the error names the path, and once it can
 /// be written every byte ships once, without a restart. (A read-only state

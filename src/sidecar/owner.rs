@@ -41,6 +41,19 @@ pub struct OwnerDoc {
     pub stopped: bool,
 }
 
+impl OwnerDoc {
+    /// The record of a running owner, beating at `heartbeat`.
+    pub fn new(cluster: &str, task_id: &str, heartbeat: DateTime<Utc>) -> OwnerDoc {
+        OwnerDoc {
+            version: OWNER_VERSION,
+            cluster: cluster.to_string(),
+            task_id: task_id.to_string(),
+            heartbeat,
+            stopped: false,
+        }
+    }
+}
+
 /// The directory's lock, held until dropped.
 #[derive(Debug)]
 pub struct Lock {
@@ -123,13 +136,7 @@ impl Owner {
         }
         let mut me = Owner {
             _lock: lock,
-            doc: OwnerDoc {
-                version: OWNER_VERSION,
-                cluster: cluster.to_string(),
-                task_id: task_id.to_string(),
-                heartbeat: Utc::now(),
-                stopped: false,
-            },
+            doc: OwnerDoc::new(cluster, task_id, Utc::now()),
             every: config.heartbeat,
             last: None,
             record: None,
@@ -191,16 +198,6 @@ fn point_link(link: &Path, target: &Path) -> Result<(), StateError> {
 mod tests {
     use super::*;
 
-    fn doc(heartbeat: DateTime<Utc>, stopped: bool) -> OwnerDoc {
-        OwnerDoc {
-            version: OWNER_VERSION,
-            cluster: "c".into(),
-            task_id: "t".into(),
-            heartbeat,
-            stopped,
-        }
-    }
-
     /// A beat after the first only sets the record's time: no new file, the
     /// same bytes, a later modification time.
     #[test]
@@ -209,7 +206,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut state = StateDir::new(dir.path());
         let old = Utc::now() - chrono::Duration::hours(2);
-        state.write(OWNER_FILE, &doc(old, false)).unwrap();
+        state
+            .write(OWNER_FILE, &OwnerDoc::new("c", "t", old))
+            .unwrap();
         let path = dir.path().join("owner.json");
         let before = (
             std::fs::read(&path).unwrap(),
@@ -220,7 +219,7 @@ mod tests {
         file.set_modified(old_time).unwrap();
         let mut owner = Owner {
             _lock: try_lock(dir.path()).unwrap().expect("free"),
-            doc: doc(old, false),
+            doc: OwnerDoc::new("c", "t", old),
             every: Duration::from_secs(5),
             last: None,
             record: Some(file),

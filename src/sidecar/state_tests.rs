@@ -112,6 +112,11 @@ fn a_full_disk_is_an_error_naming_the_path() {
     assert!(sd.intend(intent).is_err());
     assert!(sd.segment_done(before.next_seq).is_err());
     assert_eq!(sd.segment(), &before);
+    // Nor is a reset that fails (`files` is not a directory here).
+    std::fs::remove_dir_all(&files).unwrap();
+    std::fs::write(&files, b"").unwrap();
+    assert!(sd.reset().is_err());
+    assert_eq!(sd.segment(), &before);
 }
 
 #[test]

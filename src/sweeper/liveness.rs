@@ -49,15 +49,11 @@ pub fn liveness(state: &StateDir, now: DateTime<Utc>, stale: Duration) -> Livene
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::sidecar::owner::OWNER_VERSION;
 
     fn doc(heartbeat: DateTime<Utc>, stopped: bool) -> OwnerDoc {
         OwnerDoc {
-            version: OWNER_VERSION,
-            cluster: "c".into(),
-            task_id: "t".into(),
-            heartbeat,
             stopped,
+            ..OwnerDoc::new("c", "t", heartbeat)
         }
     }
 

@@ -57,6 +57,9 @@ pub struct SweepReport {
     pub not_reached: usize,
     /// Uncompressed bytes shipped.
     pub bytes: u64,
+    /// Deleted directories still in the trash (`<root>/.logdrop-trash`),
+    /// left for a run with time to spare.
+    pub trash_left: usize,
 }
 
 /// What became of one directory.
@@ -128,7 +131,7 @@ pub async fn sweep<S: ObjectStore + Clone>(
     }
     // After the shipping: a trash too big for one run must not keep every
     // run from reaching the directories.
-    empty_trash(&config.root, deadline);
+    report.trash_left = empty_trash(&config.root, deadline);
     tracing::info!(report = ?report, "sweep finished");
     Ok(report)
 }
@@ -270,26 +273,29 @@ fn trash_name(dir: &Path) -> String {
     )
 }
 
-/// Deletes what a run moved to the trash but could not delete, until `deadline`.
-fn empty_trash(root: &Path, deadline: Option<Instant>) {
+/// Deletes what a run moved to the trash but could not delete, until
+/// `deadline`; returns how many entries are left.
+fn empty_trash(root: &Path, deadline: Option<Instant>) -> usize {
     let trash = root.join(TRASH);
     let Ok(entries) = std::fs::read_dir(&trash) else {
-        return;
+        return 0;
     };
-    // One entry at least, so a run that spent its time on the directories
-    // still shrinks the trash.
-    for (i, entry) in entries.flatten().enumerate() {
-        if i > 0 && deadline.is_some_and(|d| Instant::now() + DIR_MARGIN >= d) {
-            tracing::warn!(trash = %trash.display(), "the deadline is near; the rest of the trash goes at a later run");
-            return;
+    let (mut entries, mut failed) = (entries.flatten(), 0);
+    while let Some(entry) = entries.next() {
+        if deadline.is_some_and(|d| Instant::now() + DIR_MARGIN >= d) {
+            let left = failed + 1 + entries.count();
+            tracing::warn!(trash = %trash.display(), left, "the deadline is near; the rest of the trash goes at a run with time to spare");
+            return left;
         }
         let gone = |e: &std::io::Error| e.kind() == std::io::ErrorKind::NotFound;
         if let Err(e) = std::fs::remove_dir_all(entry.path())
             && !gone(&e)
         {
             tracing::warn!(path = %entry.path().display(), error = %e, "cannot delete a finished directory moved aside; the next run tries again");
+            failed += 1;
         }
     }
+    failed
 }
 
 /// A file (not the state) the directory holds that no pattern matches.

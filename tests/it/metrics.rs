@@ -272,11 +272,14 @@ async fn the_sidecar_reports_what_it_uploaded() {
 }
 
 /// While bytes wait for their flush, each line says how many and since when:
-/// the running sidecar's lines are read as it writes them, until one shows
-/// the file's bytes pending for a second or more (then SIGTERM ships them).
+/// the running sidecar's lines are read as it writes them (on a thread, with
+/// a generous deadline that only a broken sidecar reaches), until one shows
+/// the file's bytes pending for a second or more; then SIGTERM ships them.
 #[tokio::test]
 async fn the_sidecar_reports_bytes_waiting_and_their_age() {
+    use crate::sidecar_rig::{Running, signal};
     use std::io::BufRead;
+    use std::time::{Duration, Instant};
     let rig = Rig::new("metrics-pending").await;
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("localhost_access_log.2026-12-03.txt");
@@ -288,40 +291,58 @@ async fn the_sidecar_reports_bytes_waiting_and_their_age() {
     for (k, v) in moto().env() {
         cmd.env(k, v);
     }
-    let mut child = cmd
-        .env("LOGDROP_BUCKET", &rig.bucket)
-        .env("LOGDROP_LOG_DIR", dir.path())
-        .env("LOGDROP_CLUSTER", "prod-eu")
-        .env("LOGDROP_TASK_ID", TASK)
-        .env("LOGDROP_FLUSH_INTERVAL", "1h")
-        .env("LOGDROP_SUMMARY_INTERVAL", "100ms")
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("run sidecar");
-    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    for line in stdout.by_ref() {
-        let line = line.expect("stdout");
-        let Some(emf) = emf_lines(line.as_bytes()).pop() else {
-            continue;
-        };
-        seen.push(emf.clone());
-        if emf["OldestPendingAge"].as_f64().unwrap_or(0.0) >= 1.0 {
-            break;
+    let mut child = Running(
+        cmd.env("LOGDROP_BUCKET", &rig.bucket)
+            .env("LOGDROP_LOG_DIR", dir.path())
+            .env("LOGDROP_CLUSTER", "prod-eu")
+            .env("LOGDROP_TASK_ID", TASK)
+            .env("LOGDROP_FLUSH_INTERVAL", "1h")
+            .env("LOGDROP_POLL_INTERVAL", "100ms")
+            .env("LOGDROP_SUMMARY_INTERVAL", "100ms")
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("run sidecar"),
+    );
+    let stdout = child.0.stdout.take().unwrap();
+    let (tx, lines) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Some(emf) = emf_lines(line.as_bytes()).pop()
+                && tx.send(emf).is_err()
+            {
+                return;
+            }
         }
-        // Lines come at least 100 ms apart: 600 span a minute.
-        assert!(seen.len() < 600, "no line with an age: {:?}", seen.last());
+    });
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let next = |deadline: Instant| {
+        let wait = deadline.saturating_duration_since(Instant::now());
+        lines
+            .recv_timeout(wait)
+            .expect("a metrics line before the deadline")
+    };
+    let mut seen = vec![next(deadline)];
+    while seen.last().unwrap()["OldestPendingAge"]
+        .as_f64()
+        .unwrap_or(0.0)
+        < 1.0
+    {
+        seen.push(next(deadline));
     }
-    let last = seen.last().expect("a metrics line");
+    let last = seen.last().unwrap();
     assert_eq!(emf_problems(&seen), "");
     assert_eq!(last["PendingBytes"], json!(content.len() as f64));
     assert_eq!(last["SegmentsUploaded"], json!(0.0));
-    // SIGTERM: the stop ships them, and the last line says nothing waits.
-    crate::sidecar_rig::signal(&child, libc::SIGTERM);
-    let rest: Vec<String> = stdout.map(|l| l.expect("stdout")).collect();
-    assert!(child.wait().expect("wait").success());
-    let lines = emf_lines(rest.join("\n").as_bytes());
-    let after = lines.last().expect("the stop's metrics line");
+    // SIGTERM: the stop ships them, and its line says nothing waits.
+    signal(&child.0, libc::SIGTERM);
+    assert!(child.0.wait().expect("wait").success());
+    // Every line to the end of its output (the reader ends at end of file).
+    let wait = || deadline.saturating_duration_since(Instant::now());
+    let after: Vec<Value> = std::iter::from_fn(|| lines.recv_timeout(wait()).ok()).collect();
+    let after = after.last().expect("the stop's metrics line");
     assert_eq!(after["PendingBytes"], json!(0.0));
     assert_eq!(after["SegmentsUploaded"], json!(1.0));
 }

@@ -19,7 +19,9 @@ pub enum Liveness {
 }
 
 /// Reads the owner record. One that does not parse is judged by the file's
-/// time alone and named in a warning.
+/// time alone and named in a warning. A beat from further ahead than the
+/// stale time (a skewed clock) is not believed: the sweeper then tries the
+/// lock, which a live sidecar holds for its whole run.
 pub fn liveness(state: &StateDir, now: DateTime<Utc>, stale: Duration) -> Liveness {
     let path = state.path().join(OWNER_FILE);
     // Read after the record is opened and read, which revalidates the
@@ -39,7 +41,8 @@ pub fn liveness(state: &StateDir, now: DateTime<Utc>, stale: Duration) -> Livene
         }
     };
     let age = now.signed_duration_since(beat).to_std().unwrap_or_default();
-    if age < stale {
+    let ahead = beat.signed_duration_since(now).to_std().unwrap_or_default();
+    if age < stale && ahead < stale {
         Liveness::Alive
     } else {
         Liveness::Gone(beat)
@@ -66,11 +69,12 @@ mod tests {
         assert_eq!(liveness(&state, now, stale), Liveness::NoOwner);
         state.write(OWNER_FILE, &doc(now, false)).unwrap();
         assert_eq!(liveness(&state, now, stale), Liveness::Alive);
-        // The file's time is a little after `now`.
+        // The beat is the field's or the file's time (which a coarse file
+        // system clock may put a little before `now`), whichever is later.
         let later = Utc::now() + chrono::Duration::seconds(30);
         assert!(matches!(
             liveness(&state, later, stale),
-            Liveness::Gone(t) if t > now && t < later
+            Liveness::Gone(t) if t >= now && t < later
         ));
         // An old record whose file's time is old too is stale.
         let path = dir.path().join(OWNER_FILE);
@@ -92,6 +96,10 @@ mod tests {
         let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
         f.set_modified(std::time::SystemTime::now()).unwrap();
         assert_eq!(liveness(&state, Utc::now(), stale), Liveness::Alive);
+        // A beat an hour ahead of the sweeper's clock is not believed.
+        let ahead = now + chrono::Duration::hours(1);
+        state.write(OWNER_FILE, &doc(ahead, false)).unwrap();
+        assert_eq!(liveness(&state, now, stale), Liveness::Gone(ahead));
         state.write(OWNER_FILE, &doc(now, true)).unwrap();
         assert_eq!(liveness(&state, now, stale), Liveness::Gone(now));
     }

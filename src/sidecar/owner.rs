@@ -9,10 +9,11 @@
 //! the later of its `heartbeat` field and its modification time.
 //!
 //! A sweeper reads the record (`sweeper::liveness`). The lock decides who
-//! may write: `flock` on `<state dir>/lock`, which Linux takes on NFS as a whole-file NFSv4 lock (EFS supports them; the server
-//! drops the lock of a client that died once its lease lapses). The heartbeat
-//! only tells a sweeper whether a sidecar is alive, so that it never takes a
-//! directory from a sidecar that is merely between two passes.
+//! may write: `flock` on `<state dir>/lock`, which Linux takes on NFS as a
+//! whole-file NFSv4 lock (EFS supports them; the server drops the lock of a
+//! client that died once its lease lapses). The heartbeat only tells a
+//! sweeper whether a sidecar is alive, so that it never takes a directory
+//! from a sidecar that is merely between two passes.
 
 use crate::sidecar::config::Config;
 use crate::sidecar::state::{StateDir, StateError};
